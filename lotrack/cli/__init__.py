@@ -1,0 +1,1 @@
+"""The command-line interface: commands parse, call one service, and render."""

@@ -1,0 +1,127 @@
+"""What every command shares: settings, the engine, authentication and passwords.
+
+Imports of SQLAlchemy and the services happen inside functions so that
+`lotrack --help` and `lotrack --version` stay light.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+from lotrack.config import Settings
+from lotrack.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+    from sqlalchemy.orm import Session
+
+    from lotrack.models import User
+
+T = TypeVar("T")
+
+
+@dataclass
+class App:
+    settings: Settings
+    _engine: Engine | None = field(default=None, repr=False)
+    _checked: bool = False
+
+    def engine(self, check_schema: bool = True) -> Engine:
+        from lotrack.db import check_schema_current, make_engine
+
+        if self._engine is None:
+            self._engine = make_engine(self.settings.db_url)
+        if check_schema and not self._checked:
+            check_schema_current(self._engine)
+            self._checked = True
+        return self._engine
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        from lotrack.db import unit_of_work
+
+        with unit_of_work(self.engine()) as session:
+            yield session
+
+    def run(self, action: Callable[[Session, User], T]) -> T:
+        """Authenticate, then run one service call as one transaction."""
+        with self.session() as session:
+            actor = self.current_user(session)
+            result = action(session, actor)
+            session.commit()
+            return result
+
+    def read(self, action: Callable[[Session, User], T]) -> T:
+        """Like `run`, for reads; the login session's idle clock is still refreshed."""
+        return self.run(action)
+
+    # --- who is acting ---------------------------------------------------
+
+    def session_file(self) -> Path:
+        digest = hashlib.sha256(self.settings.db_url.encode()).hexdigest()[:16]
+        return self.settings.state_dir / f"session-{digest}"
+
+    def current_user(self, session: Session) -> User:
+        from lotrack.services import auth
+
+        username = os.environ.get("LOTRACK_USER")
+        if username:
+            password = os.environ.get("LOTRACK_PASSWORD")
+            if not password:
+                raise InvalidInput("LOTRACK_USER is set but LOTRACK_PASSWORD is not")
+            return auth.authenticate(session, username, password)
+        token = self.read_token()
+        return auth.resume(session, token or "", self.settings.idle_minutes)
+
+    def read_token(self) -> str | None:
+        path = self.session_file()
+        return path.read_text().strip() if path.exists() else None
+
+    def write_token(self, token: str) -> None:
+        path = self.session_file()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(token)
+
+    def forget_token(self) -> None:
+        self.session_file().unlink(missing_ok=True)
+
+
+pass_app = click.make_pass_decorator(App)
+
+
+def read_password(password_stdin: bool, prompt: str, env: str = "LOTRACK_PASSWORD",
+                  confirm: bool = False) -> str:
+    """A password from stdin (one line), the environment, or a hidden prompt."""
+    if password_stdin:
+        line = sys.stdin.readline().rstrip("\r\n")
+        if not line:
+            raise InvalidInput("--password-stdin given but no password was read from stdin")
+        return line
+    value = os.environ.get(env)
+    if value:
+        return value
+    if not sys.stdin.isatty():
+        raise InvalidInput(f"no password: give it with --password-stdin or {env}")
+    return str(click.prompt(prompt, hide_input=True, confirmation_prompt=confirm))
+
+
+def output_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """`--json` for every read command (one renderer feeds every format)."""
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")(func)
+
+
+def emit(data: object, as_json: bool, text: Callable[[], str]) -> None:
+    from lotrack.render.tables import to_json
+
+    click.echo(to_json(data) if as_json else text())

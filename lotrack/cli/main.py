@@ -1,0 +1,102 @@
+"""The root command: global options, lazy subcommands, and the one place where domain
+errors become `Error: ...` lines and exit codes."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Any
+
+import click
+
+from lotrack import __version__
+from lotrack.errors import LotrackError
+
+# Subcommands load on first use so `lotrack --help` imports no database code.
+COMMANDS = {
+    "init": "lotrack.cli.setup:init",
+    "db": "lotrack.cli.setup:db",
+    "user": "lotrack.cli.users:user",
+    "login": "lotrack.cli.session:login",
+    "logout": "lotrack.cli.session:logout",
+    "whoami": "lotrack.cli.session:whoami",
+    "audit": "lotrack.cli.audit:audit",
+    "demo": "lotrack.cli.demo:demo",
+}
+
+SHORT_HELP = {
+    "init": "Create or upgrade the database and its first administrator.",
+    "db": "Database migrations: upgrade, downgrade, current.",
+    "user": "User accounts and roles.",
+    "login": "Start a login session.",
+    "logout": "End the login session.",
+    "whoami": "Show who is logged in.",
+    "audit": "Read and verify the audit trail.",
+    "demo": "Build the whole demo trial in a fresh SQLite database.",
+}
+
+
+
+class LotrackGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(COMMANDS))
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in COMMANDS:
+            module, attr = COMMANDS[name].split(":")
+            return getattr(importlib.import_module(module), attr)
+        return super().get_command(ctx, name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        # Help lists commands from static text, so --help imports none of them.
+        rows = [(name, SHORT_HELP.get(name, "")) for name in self.list_commands(ctx)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except LotrackError as exc:
+            raise _click_error(str(exc), exc.exit_code) from None
+        except Exception as exc:
+            if type(exc).__module__.startswith("sqlalchemy"):
+                # A database failure no service anticipated: still one line, no traceback.
+                detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+                raise _click_error(f"database error: {detail}", 5) from None
+            raise
+
+
+def _click_error(message: str, exit_code: int) -> click.ClickException:
+    error = click.ClickException(message)
+    error.exit_code = exit_code
+    return error
+
+
+@click.group(cls=LotrackGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="lotrack")
+@click.option("--db", "db_url", metavar="URL", envvar="LOTRACK_DB",
+              help="SQLAlchemy database URL [env LOTRACK_DB; default sqlite:///lotrack.db].")
+@click.option("--tz", "site_tz", metavar="ZONE", envvar="LOTRACK_TZ",
+              help="Site time zone for display and for times typed without an offset "
+                   "[env LOTRACK_TZ; default UTC].")
+@click.pass_context
+def cli(ctx: click.Context, db_url: str | None, site_tz: str | None) -> None:
+    """lotrack: lot and dosing traceability for a GMP cell-derived biologic in a clinical trial.
+
+    Example: lotrack demo --out ./lotrack-demo
+    """
+    from lotrack.cli.context import App
+    from lotrack.config import Settings
+
+    try:
+        ctx.obj = App(Settings.from_env(db_url, site_tz))
+    except LotrackError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def main() -> None:
+    try:
+        cli.main(prog_name="lotrack")
+    except KeyboardInterrupt:
+        click.echo("Error: interrupted; nothing was written", err=True)
+        sys.exit(130)

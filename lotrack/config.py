@@ -1,0 +1,51 @@
+"""Settings from command-line options and LOTRACK_* environment variables."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from lotrack.errors import InvalidInput
+
+DEFAULT_DB_URL = "sqlite:///lotrack.db"
+DEFAULT_IDLE_MINUTES = 15
+
+
+def _state_dir() -> Path:
+    env = os.environ.get("LOTRACK_HOME")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "lotrack"
+
+
+def parse_timezone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise InvalidInput(f"unknown time zone {name!r} (use an IANA name such as Asia/Shanghai)") from exc
+
+
+@dataclass(frozen=True)
+class Settings:
+    db_url: str = DEFAULT_DB_URL
+    # The site time zone is used only to display times and to read times typed
+    # without an offset; everything is stored in UTC.
+    site_tz: ZoneInfo = field(default_factory=lambda: ZoneInfo("UTC"))
+    idle_minutes: int = DEFAULT_IDLE_MINUTES
+    state_dir: Path = field(default_factory=_state_dir)
+
+    @classmethod
+    def from_env(cls, db_url: str | None = None, site_tz: str | None = None) -> Settings:
+        url = db_url or os.environ.get("LOTRACK_DB") or DEFAULT_DB_URL
+        tz = parse_timezone(site_tz or os.environ.get("LOTRACK_TZ") or "UTC")
+        idle_text = os.environ.get("LOTRACK_IDLE_MINUTES", str(DEFAULT_IDLE_MINUTES))
+        try:
+            idle = int(idle_text)
+        except ValueError as exc:
+            raise InvalidInput(f"LOTRACK_IDLE_MINUTES must be a whole number, not {idle_text!r}") from exc
+        if idle < 1:
+            raise InvalidInput("LOTRACK_IDLE_MINUTES must be at least 1")
+        return cls(db_url=url, site_tz=tz, idle_minutes=idle, state_dir=_state_dir())

@@ -1,0 +1,193 @@
+"""Engines, the unit of work, and running the migrations from an installed package."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import create_engine, event, inspect
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError, SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from lotrack.errors import DatabaseError, InvalidInput
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    # The pysqlite driver's own transaction handling is switched off so that
+    # BEGIN IMMEDIATE below takes the write lock at the start: a deferred
+    # transaction that upgrades to a writer can fail with "database is locked"
+    # instead of waiting on the busy timeout.
+    dbapi_conn.isolation_level = None
+    cur = dbapi_conn.cursor()
+    cur.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+    cur.execute("PRAGMA foreign_keys = ON")
+    cur.execute("PRAGMA journal_mode = WAL")
+    cur.execute("PRAGMA synchronous = NORMAL")
+    cur.close()
+
+
+def _sqlite_begin(conn: Any) -> None:
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for `url`; SQLite gets foreign keys, WAL, a busy timeout and immediate writes."""
+    try:
+        parsed = make_url(url)
+        if parsed.drivername == "postgresql":
+            parsed = parsed.set(drivername="postgresql+psycopg")
+        engine = create_engine(parsed, future=True)
+    except (ArgumentError, NoSuchModuleError, ValueError) as exc:
+        raise InvalidInput(f"cannot use database URL {url!r}: {exc}") from exc
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", _sqlite_begin)
+    return engine
+
+
+def display_url(engine: Engine) -> str:
+    return engine.url.render_as_string(hide_password=True)
+
+
+@contextmanager
+def unit_of_work(engine: Engine) -> Iterator[Session]:
+    """One transaction: the caller commits; anything else rolls back.
+
+    A failed password check is remembered after the rollback in a transaction of
+    its own, so that lockout after repeated failures holds even though the
+    command that failed wrote nothing.
+    """
+    from lotrack.services.auth import AuthenticationFailed, record_failed_attempt
+
+    session = Session(engine, expire_on_commit=False, autoflush=True)
+    try:
+        yield session
+    except AuthenticationFailed as failure:
+        session.rollback()
+        session.close()
+        record_failed_attempt(engine, failure)
+        raise
+    except OperationalError as exc:
+        session.rollback()
+        raise DatabaseError(_operational_message(engine, exc)) from exc
+    finally:
+        session.rollback()
+        session.close()
+
+
+def _operational_message(engine: Engine, exc: OperationalError) -> str:
+    detail = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+    if "no such table" in detail or "does not exist" in detail:
+        return (f"the database at {display_url(engine)} is not initialised: "
+                "run `lotrack init` (or `lotrack db upgrade`)")
+    return f"cannot use the database at {display_url(engine)}: {detail}"
+
+
+# --- migrations -----------------------------------------------------------
+
+def migrations_path() -> Path:
+    """Where the Alembic scripts are.
+
+    An installed wheel carries them as lotrack/_alembic (mapped from alembic/ in
+    pyproject.toml); an editable install or a checkout uses alembic/ itself.
+    """
+    package = Path(__file__).resolve().parent
+    for candidate in (package / "_alembic", package.parent / "alembic"):
+        if (candidate / "env.py").is_file():
+            return candidate
+    raise DatabaseError(f"the lotrack installation at {package} has no migrations")
+
+
+def alembic_config(engine: Engine) -> Config:
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(migrations_path()))
+    config.set_main_option("sqlalchemy.url", display_url(engine).replace("%", "%%"))
+    config.attributes["engine"] = engine
+    return config
+
+
+def head_revision() -> str:
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory(str(migrations_path()))
+    heads = script.get_heads()
+    if len(heads) != 1:
+        raise DatabaseError(f"the migrations have {len(heads)} heads; expected one")
+    return heads[0]
+
+
+def current_revision(engine: Engine) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
+    try:
+        with engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+    except SQLAlchemyError as exc:
+        raise DatabaseError(_connect_message(engine, exc)) from exc
+
+
+def _connect_message(engine: Engine, exc: SQLAlchemyError) -> str:
+    orig = getattr(exc, "orig", None)
+    detail = str(orig or exc).strip().splitlines()[0]
+    return f"cannot open the database at {display_url(engine)}: {detail}"
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    from alembic import command
+    from alembic.util import CommandError
+
+    try:
+        command.upgrade(alembic_config(engine), revision)
+    except CommandError as exc:
+        raise InvalidInput(f"cannot upgrade to {revision!r}: {exc}") from exc
+    except SQLAlchemyError as exc:
+        raise DatabaseError(_connect_message(engine, exc)) from exc
+
+
+def downgrade(engine: Engine, revision: str) -> None:
+    from alembic import command
+    from alembic.util import CommandError
+
+    try:
+        command.downgrade(alembic_config(engine), revision)
+    except CommandError as exc:
+        raise InvalidInput(f"cannot downgrade to {revision!r}: {exc}") from exc
+    except SQLAlchemyError as exc:
+        raise DatabaseError(_connect_message(engine, exc)) from exc
+
+
+def check_schema_current(engine: Engine) -> None:
+    """Refuse to work on a database that is not at this code's head revision.
+
+    Reads the version table directly (not through Alembic) so that ordinary
+    commands never import Alembic.
+    """
+    from sqlalchemy import text
+
+    try:
+        with engine.connect() as conn:
+            if not inspect(conn).has_table("alembic_version"):
+                raise DatabaseError(
+                    f"the database at {display_url(engine)} is not initialised: run `lotrack init`"
+                )
+            revisions = {row[0] for row in conn.execute(text("SELECT version_num FROM alembic_version"))}
+    except SQLAlchemyError as exc:
+        raise DatabaseError(_connect_message(engine, exc)) from exc
+    from lotrack.migrations_head import HEAD
+
+    if revisions != {HEAD}:
+        found = ", ".join(sorted(revisions)) or "none"
+        raise DatabaseError(
+            f"the database at {display_url(engine)} is at revision {found} but this lotrack "
+            f"expects {HEAD}: run `lotrack db upgrade` (or use a newer lotrack)"
+        )

@@ -1,0 +1,1 @@
+"""Output: terminal tables and JSON, PDF documents, labels."""

@@ -1,0 +1,59 @@
+"""Terminal tables and JSON: the one renderer every read command hands its rows to."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from datetime import date, datetime
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+
+def _json_default(value: object) -> object:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    return str(value)
+
+
+def to_json(data: object) -> str:
+    return json.dumps(data, indent=2, ensure_ascii=False, default=_json_default)
+
+
+def site_time(value: datetime | None, tz: ZoneInfo) -> str:
+    """A UTC timestamp shown in the site's time zone, with the zone so it is unambiguous."""
+    if value is None:
+        return ""
+    return value.astimezone(tz).strftime("%Y-%m-%d %H:%M %Z")
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list | tuple):
+        return ", ".join(_cell(v) for v in value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)
+
+
+def table(rows: Sequence[Mapping[str, object]], columns: Sequence[str] | None = None,
+          empty: str = "(none)") -> str:
+    if not rows:
+        return empty
+    cols = list(columns or rows[0].keys())
+    cells = [[_cell(row.get(c)) for c in cols] for row in rows]
+    widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(cols)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True)).rstrip(),
+             "  ".join("-" * w for w in widths)]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in cells]
+    return "\n".join(lines)
+
+
+def record(fields: Mapping[str, object]) -> str:
+    """One record as aligned `name: value` lines."""
+    width = max((len(k) for k in fields), default=0)
+    return "\n".join(f"{k.ljust(width)} : {_cell(v)}" for k, v in fields.items())

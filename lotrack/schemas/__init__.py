@@ -1,0 +1,28 @@
+"""Pydantic models for what comes in from outside; the boundary where bad input stops."""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from lotrack.errors import InvalidInput
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def parse(model: type[M], data: Any, what: str = "input") -> M:
+    """Validate `data`; every field at fault is named in one error, not only the first."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise InvalidInput(f"invalid {what}: {describe(exc)}") from None
+
+
+def describe(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "value"
+        message = err["msg"].removeprefix("Value error, ")
+        parts.append(f"{where}: {message}")
+    return "; ".join(parts)
