@@ -49,7 +49,7 @@ def _admin_engine() -> Engine:
 
 
 @dataclass
-class TestDatabase:
+class DatabaseUnderTest:
     backend: str
     url: str
     engine: Engine
@@ -127,7 +127,7 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def database(backend: str, templates: _Templates, tmp_path: Path) -> Iterator[TestDatabase]:
+def database(backend: str, templates: _Templates, tmp_path: Path) -> Iterator[DatabaseUnderTest]:
     """A fresh database at head on the parametrised backend."""
     template = templates.template(backend)
     if backend == "sqlite":
@@ -135,33 +135,33 @@ def database(backend: str, templates: _Templates, tmp_path: Path) -> Iterator[Te
         shutil.copyfile(template, path)
         url = f"sqlite:///{path}"
         engine = db.make_engine(url)
-        yield TestDatabase(backend, url, engine)
+        yield DatabaseUnderTest(backend, url, engine)
         engine.dispose()
         return
     name = f"lotrack_t_{uuid.uuid4().hex[:12]}"
     templates.create_pg(name, template)
     url = templates.pg_url(name)
     engine = db.make_engine(url)
-    yield TestDatabase(backend, url, engine)
+    yield DatabaseUnderTest(backend, url, engine)
     engine.dispose()
     templates.drop_pg(name)
     templates.pg_databases.remove(name)
 
 
 @pytest.fixture
-def empty_database(backend: str, templates: _Templates, tmp_path: Path) -> Iterator[TestDatabase]:
+def empty_database(backend: str, templates: _Templates, tmp_path: Path) -> Iterator[DatabaseUnderTest]:
     """A database with no tables at all, for migration tests."""
     if backend == "sqlite":
         url = f"sqlite:///{tmp_path / 'empty.db'}"
         engine = db.make_engine(url)
-        yield TestDatabase(backend, url, engine)
+        yield DatabaseUnderTest(backend, url, engine)
         engine.dispose()
         return
     name = f"lotrack_e_{uuid.uuid4().hex[:12]}"
     templates.create_pg(name)
     url = templates.pg_url(name)
     engine = db.make_engine(url)
-    yield TestDatabase(backend, url, engine)
+    yield DatabaseUnderTest(backend, url, engine)
     engine.dispose()
     templates.drop_pg(name)
     templates.pg_databases.remove(name)
@@ -180,7 +180,7 @@ MakeUser = Callable[..., User]
 
 
 @pytest.fixture
-def make_user(database: TestDatabase) -> MakeUser:
+def make_user(database: DatabaseUnderTest) -> MakeUser:
     """Create a user with the given roles through the services; the first is the admin."""
 
     def make(username: str, *roles: str, full_name: str | None = None) -> User:
