@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import tomllib
 from pathlib import Path
 
@@ -50,7 +51,7 @@ class Cycle(_Strict):
         numbers = [p.number for p in perfusions]
         if numbers != list(range(1, len(perfusions) + 1)):
             raise ValueError(f"perfusions must be numbered 1..{len(perfusions)} in order")
-        for a, b in zip(perfusions, perfusions[1:], strict=False):
+        for a, b in itertools.pairwise(perfusions):
             if b.target_hours - b.window_hours <= a.target_hours + a.window_hours:
                 raise ValueError(f"the windows of perfusions {a.number} and {b.number} overlap")
         return perfusions
