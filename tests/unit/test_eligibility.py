@@ -1,4 +1,4 @@
-"""Eligibility follows the registry entry's criteria, at their exact edges, listing every failure."""
+"""Eligibility follows the registry entry at its exact edges and lists every failure."""
 
 from dataclasses import replace
 from datetime import date
