@@ -2,10 +2,43 @@
 
 from lotrack.models.audit import AuditEvent, AuditHead, Signature
 from lotrack.models.base import Base
+from lotrack.models.dosing import Dose, DoseVial
+from lotrack.models.lots import (
+    Excursion,
+    Lot,
+    Product,
+    QcResult,
+    Specification,
+    StorageLocation,
+    Vial,
+)
+from lotrack.models.participants import (
+    Hysteroscopy,
+    Participant,
+    ProtocolVersion,
+    Surgery,
+    TreatmentCycle,
+)
+from lotrack.models.safety import AdverseEvent
 from lotrack.models.users import ROLES, LoginSession, User, UserRole
 
 __all__ = [
     "ROLES",
+    "AdverseEvent",
+    "Dose",
+    "DoseVial",
+    "Excursion",
+    "Hysteroscopy",
+    "Lot",
+    "Participant",
+    "Product",
+    "ProtocolVersion",
+    "QcResult",
+    "Specification",
+    "StorageLocation",
+    "Surgery",
+    "TreatmentCycle",
+    "Vial",
     "AuditEvent",
     "AuditHead",
     "Base",
