@@ -53,9 +53,21 @@ def _json_default(value: object) -> object:
     raise TypeError(f"not serialisable in the audit trail: {type(value).__name__}")
 
 
+def _normalise(value: object) -> object:
+    # A number must read the same whether it came from Python (70) or back from a
+    # FLOAT column (70.0), or the comparison of a row with its audited state fails.
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _normalise(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_normalise(v) for v in value]
+    return value
+
+
 def canonical(value: object) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                      default=_json_default)
+    return json.dumps(_normalise(value), sort_keys=True, separators=(",", ":"),
+                      ensure_ascii=False, default=_json_default)
 
 
 def state_hash(state: dict[str, object]) -> str:
@@ -82,6 +94,11 @@ def _locked_head(session: Session) -> AuditHead:
             session.add(head)
         session.info["audit_head"] = head
     return head
+
+
+def lock_chain(session: Session) -> None:
+    """Take the chain-head lock now: writers that number things (vial serials) serialise here."""
+    _locked_head(session)
 
 
 def record(

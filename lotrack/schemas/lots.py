@@ -1,0 +1,148 @@
+"""Products, specification files, lot registrations and QC rows, validated at the boundary."""
+
+from __future__ import annotations
+
+import math
+import re
+import tomllib
+from datetime import date
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from lotrack.errors import InvalidInput
+from lotrack.schemas import parse
+
+CODE = r"^[A-Za-z0-9_-]{1,40}$"
+# GS1 AI (10) allows up to 20 characters of the GS1 character set; we keep to a safe subset.
+LOT_NUMBER = r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,19}$"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+
+def gtin_check_digit(body: str) -> str:
+    """GS1 mod-10 check digit over the first 13 digits of a GTIN-14."""
+    total = sum(int(d) * (3 if i % 2 == 0 else 1) for i, d in enumerate(reversed(body)))
+    return str((10 - total % 10) % 10)
+
+
+class ProductIn(_Strict):
+    code: str = Field(pattern=CODE)
+    name: str = Field(min_length=1, max_length=200)
+    kind: str = "active"
+    gtin: str | None = None
+    storage_condition: str = Field(default="Store at or below -70 C", max_length=100)
+    storage_max_c: float = Field(default=-70, ge=-273, le=40)
+    shelf_life_days: int = Field(default=365, gt=0, le=3650)
+    post_thaw_hours: float = Field(default=4, gt=0, le=168)
+    fill_volume_ml: float = Field(default=1.0, gt=0, le=1000)
+    dosage_form: str = Field(default="Suspension for intrauterine perfusion", max_length=100)
+    route: str = Field(default="Intrauterine", max_length=100)
+
+    @field_validator("kind")
+    @classmethod
+    def _kind(cls, value: str) -> str:
+        if value not in ("active", "placebo", "vehicle"):
+            raise ValueError("must be active, placebo or vehicle")
+        return value
+
+    @field_validator("gtin")
+    @classmethod
+    def _gtin(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if not re.fullmatch(r"\d{14}", value):
+            raise ValueError("a GTIN-14 has exactly 14 digits")
+        if gtin_check_digit(value[:13]) != value[13]:
+            raise ValueError(f"check digit of GTIN {value} should be {gtin_check_digit(value[:13])}")
+        return value
+
+
+class SpecAttributeIn(_Strict):
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,99}$")
+    label: str = Field(min_length=1, max_length=200)
+    unit: str = Field(min_length=1, max_length=40)
+    method: str = Field(min_length=1, max_length=200)
+    min: float | None = None
+    max: float | None = None
+    expected: str | None = None
+    required: bool = True
+
+    @model_validator(mode="after")
+    def _limits(self) -> SpecAttributeIn:
+        numeric = self.min is not None or self.max is not None
+        if numeric == (self.expected is not None):
+            raise ValueError(f"{self.name}: give numeric limits (min and/or max) or an expected "
+                             "result, not both or neither")
+        for bound in (self.min, self.max):
+            if bound is not None and not math.isfinite(bound):
+                raise ValueError(f"{self.name}: limits must be finite numbers")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"{self.name}: min is above max")
+        return self
+
+    @property
+    def numeric(self) -> bool:
+        return self.expected is None
+
+
+class SpecFile(_Strict):
+    product: str = Field(pattern=CODE)
+    attributes: list[SpecAttributeIn] = Field(min_length=1)
+
+    @field_validator("attributes")
+    @classmethod
+    def _unique(cls, attributes: list[SpecAttributeIn]) -> list[SpecAttributeIn]:
+        names = [a.name for a in attributes]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"attribute names repeated: {', '.join(duplicates)}")
+        return attributes
+
+    def attribute(self, name: str) -> SpecAttributeIn | None:
+        return next((a for a in self.attributes if a.name == name), None)
+
+
+def load_spec_file(path: Path) -> SpecFile:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise InvalidInput(f"cannot read specification file {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise InvalidInput(f"{path} is not valid TOML: {exc}") from None
+    return parse(SpecFile, data, what=f"specification file {path}")
+
+
+def shipped_spec_path(product_code: str) -> Path:
+    name = {"IPSEXO": "spec-ips-exo.toml", "PLACEBO": "spec-placebo.toml"}[product_code]
+    return Path(__file__).resolve().parent.parent / "data" / name
+
+
+class LotIn(_Strict):
+    lot_number: str = Field(pattern=LOT_NUMBER)
+    product: str = Field(pattern=CODE)
+    manufactured_on: date
+    expiry_on: date
+    vials: int = Field(gt=0, le=100_000)
+    cell_line: str = Field(default="not applicable", min_length=1, max_length=100)
+    cell_bank_id: str = Field(default="not applicable", min_length=1, max_length=100)
+    passage: int = Field(default=0, ge=0, le=200)
+    fill_volume_ml: float | None = Field(default=None, gt=0, le=1000)
+
+    @model_validator(mode="after")
+    def _dates(self) -> LotIn:
+        if self.expiry_on <= self.manufactured_on:
+            raise ValueError(f"expiry {self.expiry_on} must follow manufacture "
+                             f"{self.manufactured_on}")
+        return self
+
+
+class QcRowIn(_Strict):
+    attribute: str = Field(min_length=1, max_length=100)
+    value: str = Field(min_length=1, max_length=200)
+    unit: str = Field(min_length=1, max_length=40)
+    method: str = Field(default="", max_length=200)
+    tested_on: date
+    analyst: str = Field(min_length=1, max_length=100)
