@@ -22,6 +22,13 @@ COMMANDS = {
     "whoami": "lotrack.cli.session:whoami",
     "audit": "lotrack.cli.audit:audit",
     "demo": "lotrack.cli.demo:demo",
+    "protocol": "lotrack.cli.protocols:protocol",
+    "participant": "lotrack.cli.participants:participant",
+    "surgery": "lotrack.cli.participants:surgery",
+    "hysteroscopy": "lotrack.cli.participants:hysteroscopy",
+    "dispense": "lotrack.cli.dosing:dispense",
+    "administer": "lotrack.cli.dosing:administer",
+    "dose": "lotrack.cli.dosing:dose",
 }
 
 SHORT_HELP = {
@@ -33,6 +40,13 @@ SHORT_HELP = {
     "whoami": "Show who is logged in.",
     "audit": "Read and verify the audit trail.",
     "demo": "Build the whole demo trial in a fresh SQLite database.",
+    "protocol": "Protocol versions: groups, treatment cycle, eligibility.",
+    "participant": "Participants: enrol, list, withdraw, schedule.",
+    "surgery": "Record an adhesiolysis (opens a treatment cycle).",
+    "hysteroscopy": "Record the follow-up hysteroscopy.",
+    "dispense": "Dispense a participant's next due perfusion.",
+    "administer": "Record a dose perfused.",
+    "dose": "Record a dose wasted or returned.",
 }
 
 

@@ -1,0 +1,113 @@
+"""`lotrack dispense`, `lotrack administer`, `lotrack dose ...`."""
+
+from __future__ import annotations
+
+import click
+
+from lotrack.cli.context import App, pass_app, read_password
+
+
+@click.command()
+@click.argument("subject")
+@click.option("--vial", "serials", multiple=True, metavar="SERIAL",
+              help="Vial serial; repeat when the group's dose is several vials.")
+@click.option("--at", "at_text", metavar="DATETIME", help="Dispensing time (default: now).")
+@click.option("--verified-by", "verifier", required=True, metavar="USER",
+              help="Second person (pharmacist or investigator) who verifies the dose.")
+@click.option("--deviation", metavar="REASON", help="Reason for dispensing outside the window.")
+@click.option("--password-stdin", is_flag=True,
+              help="Read your signing password, then the verifier's, from stdin.")
+@pass_app
+def dispense(app: App, subject: str, serials: tuple[str, ...], at_text: str | None,
+             verifier: str, deviation: str | None, password_stdin: bool) -> None:
+    """Dispense SUBJECT's next due perfusion from the given vial(s).
+
+    Checks, in one transaction: the participant is enrolled and in an open cycle, the
+    perfusion is the next one due and inside its window (or --deviation is given), every
+    vial is in stock, released, not expired by the dose's use-by time, not on hold or
+    recalled, and of the group's product. The verifier's password comes from
+    LOTRACK_VERIFIER_PASSWORD, stdin or a prompt.
+
+    Example: lotrack dispense S-001 --vial V00012-7 --verified-by pharm.wang
+    """
+    from lotrack.errors import InvalidInput
+    from lotrack.models.base import utcnow
+    from lotrack.schemas.times import parse_datetime
+    from lotrack.services import dosing
+
+    if not serials:
+        raise InvalidInput("give the vial(s) with --vial SERIAL")
+    at = parse_datetime(at_text, app.settings.site_tz, "--at") if at_text else utcnow()
+    request = dosing.DispenseRequest(subject, tuple(s.strip() for s in serials), at, verifier,
+                                     deviation)
+    password = read_password(password_stdin, "Your password (signature: dispensed)")
+    verifier_password = read_password(password_stdin, f"Password of {verifier} (verification)",
+                                      env="LOTRACK_VERIFIER_PASSWORD")
+    dose = app.run(lambda s, actor: dosing.dispense_perfusion(
+        s, actor, request, password, verifier_password, app.settings.site_tz))
+    _echo_dose(app, dose)
+
+
+def _echo_dose(app: App, dose: object) -> None:
+    from lotrack.render.tables import site_time
+
+    tz = app.settings.site_tz
+    d = dose
+    window = "in window" if d.in_window else f"OUTSIDE window ({d.deviation})"  # type: ignore[attr-defined]
+    click.echo(
+        f"Dose {d.dose_code}: perfusion {d.perfusion} at {d.hours_since_surgery:g} h after "  # type: ignore[attr-defined]
+        f"surgery (POD {d.post_op_day}), {window}; use by {site_time(d.use_by, tz)}.")  # type: ignore[attr-defined]
+
+
+@click.command()
+@click.argument("dose_code", metavar="DOSE")
+@click.option("--at", "at_text", metavar="DATETIME", help="Administration time (default: now).")
+@click.option("--volume-ml", type=float, help="Volume perfused, mL.")
+@pass_app
+def administer(app: App, dose_code: str, at_text: str | None, volume_ml: float | None) -> None:
+    """Record that DOSE was perfused (investigator); refused after its use-by time.
+
+    Example: lotrack administer D000001 --at 2026-03-10T10:05 --volume-ml 1.0
+    """
+    from lotrack.models.base import utcnow
+    from lotrack.schemas.times import parse_datetime
+    from lotrack.services import dosing
+
+    at = parse_datetime(at_text, app.settings.site_tz, "--at") if at_text else utcnow()
+    dose = app.run(lambda s, actor: dosing.administer(s, actor, dose_code, at, volume_ml))
+    click.echo(f"Dose {dose.dose_code} administered.")
+
+
+@click.group()
+def dose() -> None:
+    """Doses that will not be given: wasted or returned."""
+
+
+@dose.command()
+@click.argument("dose_code", metavar="DOSE")
+@click.option("--reason", required=True)
+@pass_app
+def waste(app: App, dose_code: str, reason: str) -> None:
+    """Record DOSE wasted (for example past its use-by time); its perfusion is due again.
+
+    Example: lotrack dose waste D000004 --reason "use-by time passed"
+    """
+    from lotrack.services import dosing
+
+    app.run(lambda s, actor: dosing.close_unadministered(s, actor, dose_code, "wasted", reason))
+    click.echo(f"Dose {dose_code} recorded wasted.")
+
+
+@dose.command("return")
+@click.argument("dose_code", metavar="DOSE")
+@click.option("--reason", required=True)
+@pass_app
+def return_(app: App, dose_code: str, reason: str) -> None:
+    """Record DOSE returned to the pharmacy unused; it is not re-entered into stock.
+
+    Example: lotrack dose return D000004 --reason "procedure postponed"
+    """
+    from lotrack.services import dosing
+
+    app.run(lambda s, actor: dosing.close_unadministered(s, actor, dose_code, "returned", reason))
+    click.echo(f"Dose {dose_code} recorded returned.")

@@ -1,0 +1,240 @@
+"""Dispensing each perfusion, administration, waste and return: the heart of lotrack.
+
+A dose never reaches a participant from a lot that is not released, is expired by
+the dose's use-by time, is on hold or recalled, or is of the wrong product for the
+participant's group. All checks run here, in one transaction, with the
+participant's row locked so that two pharmacists cannot dispense the same
+perfusion slot; the dose-vial table's unique vial id stops the same vial twice.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from lotrack import audit
+from lotrack.errors import InvalidInput, NotFound, PermissionDenied, RuleViolation
+from lotrack.models import User
+from lotrack.models.base import utcnow
+from lotrack.models.dosing import Dose, DoseVial, parse_dose_code
+from lotrack.models.lots import Lot, Product, Vial
+from lotrack.models.participants import Participant, TreatmentCycle
+from lotrack.schemas.protocol import Perfusion, ProtocolFile
+from lotrack.services import lots as lot_rules
+from lotrack.services.auth import find_user, reauthenticate
+from lotrack.services.participants import cycles, get_participant
+from lotrack.services.products import get_product
+from lotrack.services.protocols import protocol_content
+from lotrack.services.roles import require_role
+from lotrack.services.vials import get_vial, set_vial_status
+
+DISPENSED_MEANING = "dispensed"
+VERIFIED_MEANING = "second-person verification"
+OPEN_STATUSES = ("dispensed", "administered")  # a dose in these states fills its slot
+VERIFIER_ROLES = ("pharmacist", "investigator")
+
+
+@dataclass(frozen=True)
+class DispenseRequest:
+    subject_id: str
+    serials: tuple[str, ...]
+    at: datetime
+    verifier: str
+    deviation: str | None = None
+
+
+@dataclass(frozen=True)
+class DueSlot:
+    cycle: TreatmentCycle
+    perfusion: Perfusion
+    attempt: int
+
+
+def next_due(session: Session, participant: Participant, protocol: ProtocolFile) -> DueSlot:
+    """The perfusion to dispense next: the first in the latest cycle with no open dose."""
+    participant_cycles = cycles(session, participant)
+    if not participant_cycles:
+        raise RuleViolation(f"participant {participant.subject_id} has no surgery recorded: "
+                            "no cycle is open")
+    cycle = participant_cycles[-1]
+    doses = list(session.execute(select(Dose).where(Dose.cycle_id == cycle.id)).scalars())
+    for perfusion in protocol.cycle.perfusions:
+        slot = [d for d in doses if d.perfusion == perfusion.number]
+        if not any(d.status in OPEN_STATUSES for d in slot):
+            return DueSlot(cycle, perfusion, attempt=len(slot) + 1)
+    raise RuleViolation(f"all {len(protocol.cycle.perfusions)} perfusions of cycle "
+                        f"{cycle.number} of {participant.subject_id} are dispensed")
+
+
+def hours_since(start: datetime, at: datetime) -> float:
+    return round((at - start).total_seconds() / 3600, 2)
+
+
+def post_op_day(surgery_at: datetime, at: datetime, tz: ZoneInfo) -> int:
+    """Calendar days since surgery in the site's time zone (the day of surgery is POD 0)."""
+    return (at.astimezone(tz).date() - surgery_at.astimezone(tz).date()).days
+
+
+def _verifier(session: Session, actor: User, username: str, password: str | None) -> User:
+    verifier = find_user(session, username)
+    if verifier is None:
+        raise NotFound(f"no user {username!r} to verify the dose")
+    if verifier.id == actor.id:
+        raise PermissionDenied("the second-person verifier must be another user than the "
+                               "dispenser")
+    require_role(verifier, *VERIFIER_ROLES, action="verifying a dose")
+    reauthenticate(session, verifier, password, VERIFIED_MEANING)
+    return verifier
+
+
+def _vials_for_dose(session: Session, serials: tuple[str, ...], count: int,
+                    product: Product, use_by: datetime, at: datetime,
+                    site_tz: ZoneInfo) -> list[Vial]:
+    if len(serials) != count:
+        raise RuleViolation(f"this group's dose is {count} vial(s); {len(serials)} given")
+    if len(set(serials)) != len(serials):
+        raise InvalidInput("the same vial was given twice")
+    chosen: list[Vial] = []
+    for serial in serials:
+        vial = get_vial(session, serial, lock=True)
+        lot: Lot = vial.lot
+        problems = lot_rules.dispensing_problems(lot, vial, at, site_tz)
+        if lot.product_id != product.id:
+            problems.append(f"its product is {lot.product.code} but the participant's group "
+                            f"receives {product.code}")
+        if not problems and lot_rules.expires_at(lot, site_tz) < use_by:
+            problems.append(f"lot {lot.lot_number} expires before the dose's use-by time "
+                            f"{use_by:%Y-%m-%d %H:%M} UTC")
+        if problems:
+            raise RuleViolation(f"vial {vial.serial} cannot be dispensed: " + "; ".join(problems))
+        chosen.append(vial)
+    return chosen
+
+
+def dispense_perfusion(session: Session, actor: User, request: DispenseRequest,
+                       password: str | None, verifier_password: str | None,
+                       site_tz: ZoneInfo) -> Dose:
+    """Dispense the participant's next due perfusion from the given vial(s)."""
+    require_role(actor, "pharmacist", action="dispensing a dose")
+    participant = get_participant(session, request.subject_id, lock=True)
+    if participant.status != "enrolled":
+        raise RuleViolation(f"participant {participant.subject_id} is {participant.status}: no "
+                            "dose can be dispensed")
+    protocol = protocol_content(participant.protocol_version)
+    group = protocol.group(participant.group_code)
+    slot = next_due(session, participant, protocol)
+    surgery_at = slot.cycle.surgery.performed_at
+    if request.at < surgery_at:
+        raise RuleViolation(f"dispensing time {request.at:%Y-%m-%d %H:%M} UTC is before the "
+                            f"cycle's surgery at {surgery_at:%Y-%m-%d %H:%M} UTC")
+    if request.at > utcnow() + timedelta(minutes=5):
+        raise InvalidInput("a dispensing time cannot be in the future")
+    hours = hours_since(surgery_at, request.at)
+    early = slot.perfusion.target_hours - slot.perfusion.window_hours
+    late = slot.perfusion.target_hours + slot.perfusion.window_hours
+    deviation = (request.deviation or "").strip() or None
+    if not early <= hours <= late and deviation is None:
+        raise RuleViolation(
+            f"perfusion {slot.perfusion.number} of cycle {slot.cycle.number} is due "
+            f"{early:g}-{late:g} h after surgery; it is {hours:g} h: give --deviation REASON "
+            "to dispense outside the window")
+    product = get_product(session, group.product)
+    use_by = request.at + min(timedelta(hours=product.post_thaw_hours),
+                              timedelta(hours=protocol.protocol.max_hours_dispense_to_administer))
+    vials = _vials_for_dose(session, request.serials, group.vials_per_perfusion, product,
+                            use_by, request.at, site_tz)
+    verifier = _verifier(session, actor, request.verifier, verifier_password)
+    reauthenticate(session, actor, password, DISPENSED_MEANING)
+    dose = Dose(
+        participant_id=participant.id,
+        cycle_id=slot.cycle.id, perfusion=slot.perfusion.number, attempt=slot.attempt,
+        status="dispensed", dispensed_at=request.at, dispensed_by_id=actor.id,
+        verified_by_id=verifier.id, hours_since_surgery=hours,
+        post_op_day=post_op_day(surgery_at, request.at, site_tz),
+        target_hours=slot.perfusion.target_hours, window_hours=slot.perfusion.window_hours,
+        deviation=deviation, use_by=use_by)
+    dose.vials = [DoseVial(vial_id=v.id) for v in vials]
+    session.add(dose)
+    audit.record_row(session, actor, dose, "dispense", reason=deviation)
+    for vial in vials:
+        set_vial_status(session, actor, vial, "dispensed",
+                                  reason=f"dose {dose.dose_code}")
+    state = dose.audit_state()
+    audit.sign(session, actor, DISPENSED_MEANING, "dose", dose.dose_code, state)
+    audit.sign(session, verifier, VERIFIED_MEANING, "dose", dose.dose_code, state)
+    return dose
+
+
+def get_dose(session: Session, dose_code: str, lock: bool = False) -> Dose:
+    dose_id = parse_dose_code(dose_code)
+    if dose_id is None:
+        raise InvalidInput(f"{dose_code!r} is not a dose code (like D000123)")
+    stmt = select(Dose).where(Dose.id == dose_id)
+    if lock:
+        stmt = stmt.with_for_update()
+    dose = session.execute(stmt).scalar_one_or_none()
+    if dose is None:
+        raise NotFound(f"no dose {dose_code!r}")
+    return dose
+
+
+def _dose_vials(session: Session, dose: Dose) -> list[Vial]:
+    ids = [dv.vial_id for dv in dose.vials]
+    return list(session.execute(select(Vial).where(Vial.id.in_(ids)).with_for_update()).scalars())
+
+
+def administer(session: Session, actor: User, dose_code: str, at: datetime,
+               volume_ml: float | None) -> Dose:
+    """Record the perfusion given; refused after the use-by time (record it wasted instead)."""
+    require_role(actor, "investigator", action="recording an administration")
+    dose = get_dose(session, dose_code, lock=True)
+    if dose.status != "dispensed":
+        raise RuleViolation(f"dose {dose.dose_code} is {dose.status}, not awaiting administration")
+    if at < dose.dispensed_at:
+        raise RuleViolation(f"administration at {at:%Y-%m-%d %H:%M} UTC precedes dispensing at "
+                            f"{dose.dispensed_at:%Y-%m-%d %H:%M} UTC")
+    if at > dose.use_by:
+        raise RuleViolation(f"dose {dose.dose_code} passed its use-by time "
+                            f"{dose.use_by:%Y-%m-%d %H:%M} UTC: record it wasted "
+                            f"(`lotrack dose waste {dose.dose_code} --reason ...`)")
+    if at > utcnow() + timedelta(minutes=5):
+        raise InvalidInput("an administration time cannot be in the future")
+    if volume_ml is not None and not (0 < volume_ml <= 100 and math.isfinite(volume_ml)):
+        raise InvalidInput(f"volume {volume_ml} mL is not plausible")
+    before = dose.audit_state()
+    dose.status, dose.administered_at = "administered", at
+    dose.administered_by_id, dose.volume_ml = actor.id, volume_ml
+    audit.record_row(session, actor, dose, "administer", before)
+    for vial in _dose_vials(session, dose):
+        set_vial_status(session, actor, vial, "administered",
+                                  reason=f"dose {dose.dose_code}")
+    return dose
+
+
+def close_unadministered(session: Session, actor: User, dose_code: str, outcome: str,
+                         reason: str) -> Dose:
+    """A dispensed dose that will not be given is wasted or returned; returned product is
+    never re-entered into stock (DARF practice)."""
+    if outcome not in ("wasted", "returned"):
+        raise InvalidInput(f"unknown outcome {outcome!r}")
+    require_role(actor, "pharmacist", "investigator", action=f"recording a dose {outcome}")
+    if not reason.strip():
+        raise InvalidInput(f"a dose {outcome} needs a reason")
+    dose = get_dose(session, dose_code, lock=True)
+    if dose.status != "dispensed":
+        raise RuleViolation(f"dose {dose.dose_code} is {dose.status}; only a dispensed dose can "
+                            f"be {outcome}")
+    before = dose.audit_state()
+    dose.status, dose.closed_reason = outcome, reason.strip()
+    dose.closed_at, dose.closed_by_id = utcnow(), actor.id
+    action = "waste" if outcome == "wasted" else "return"
+    audit.record_row(session, actor, dose, action, before, reason.strip())
+    for vial in _dose_vials(session, dose):
+        set_vial_status(session, actor, vial, outcome, reason=f"dose {dose.dose_code}: "
+                                  f"{reason.strip()}")
+    return dose
