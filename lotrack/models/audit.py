@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy import ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from lotrack.models.base import Base, UTCDateTime
+from lotrack.models.base import Base, UTCDateTime, iso
 
 
 class AuditEvent(Base):
@@ -70,7 +70,7 @@ class Signature(Base):
         return {
             "user_id": self.user_id,
             "printed_name": self.printed_name,
-            "signed_at": self.signed_at.isoformat(),
+            "signed_at": iso(self.signed_at),
             "meaning": self.meaning,
             "entity": self.entity,
             "entity_id": self.entity_id,

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import DateTime, MetaData, TypeDecorator
@@ -46,9 +49,34 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.astimezone(UTC)
 
 
+def iso(value: datetime | date | None) -> str | None:
+    """ISO 8601 for audit states; datetimes always in UTC, whatever zone they arrived in."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat()
+    return value.isoformat()
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
+# The demo replays a trial calendar: while it runs, "now" is the simulated date of
+# each step, so its records, signatures and audit trail tell one coherent story.
+# Nothing outside lotrack.demo sets this.
+_simulated_now: ContextVar[datetime | None] = ContextVar("simulated_now", default=None)
+
+
 def utcnow() -> datetime:
-    return datetime.now(UTC)
+    simulated = _simulated_now.get()
+    return simulated if simulated is not None else datetime.now(UTC)
+
+
+@contextmanager
+def simulated_time(at: datetime) -> Iterator[None]:
+    token = _simulated_now.set(at.astimezone(UTC))
+    try:
+        yield
+    finally:
+        _simulated_now.reset(token)

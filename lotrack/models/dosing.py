@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy import CheckConstraint, Float, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from lotrack.models.base import Base, UTCDateTime
+from lotrack.models.base import Base, UTCDateTime, iso
 
 DOSE_STATUSES = ("dispensed", "administered", "wasted", "returned")
 DOSE_CODE_PREFIX = "D"
@@ -82,9 +82,6 @@ class Dose(Base):
         return abs(self.hours_since_surgery - self.target_hours) <= self.window_hours
 
     def audit_state(self) -> dict[str, object]:
-        def iso(value: datetime | None) -> str | None:
-            return value.isoformat() if value else None
-
         return {
             "participant_id": self.participant_id,
             "cycle_id": self.cycle_id, "perfusion": self.perfusion, "attempt": self.attempt,

@@ -17,7 +17,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from lotrack.models.base import Base, UTCDateTime
+from lotrack.models.base import Base, UTCDateTime, iso
 
 PRODUCT_KINDS = ("active", "placebo", "vehicle")
 LOT_STATUSES = ("quarantine", "released", "rejected", "on_hold", "recalled", "destroyed")
@@ -29,10 +29,6 @@ VERDICTS = ("pass", "fail", "not_evaluable")
 
 def _in(column: str, values: tuple[str, ...]) -> str:
     return f"{column} IN ({', '.join(repr(v) for v in values)})"
-
-
-def _iso(value: date | datetime | None) -> str | None:
-    return value.isoformat() if value else None
 
 
 class Product(Base):
@@ -99,7 +95,7 @@ class Specification(Base):
     def audit_state(self) -> dict[str, object]:
         return {"product_id": self.product_id, "version": self.version, "status": self.status,
                 "content_sha256": self.content_sha256, "source_name": self.source_name,
-                "activated_at": _iso(self.activated_at)}
+                "activated_at": iso(self.activated_at)}
 
 
 class Lot(Base):
@@ -140,7 +136,7 @@ class Lot(Base):
     def audit_state(self) -> dict[str, object]:
         return {"lot_number": self.lot_number, "product_id": self.product_id,
                 "specification_id": self.specification_id,
-                "manufactured_on": _iso(self.manufactured_on), "expiry_on": _iso(self.expiry_on),
+                "manufactured_on": iso(self.manufactured_on), "expiry_on": iso(self.expiry_on),
                 "cell_line": self.cell_line, "cell_bank_id": self.cell_bank_id,
                 "passage": self.passage, "vial_count": self.vial_count,
                 "fill_volume_ml": self.fill_volume_ml, "status": self.status,
@@ -179,7 +175,7 @@ class QcResult(Base):
 
     def audit_state(self) -> dict[str, object]:
         return {"lot_id": self.lot_id, "attribute": self.attribute, "value": self.value_text,
-                "unit": self.unit, "method": self.method, "tested_on": _iso(self.tested_on),
+                "unit": self.unit, "method": self.method, "tested_on": iso(self.tested_on),
                 "analyst": self.analyst, "verdict": self.verdict,
                 "supersedes_id": self.supersedes_id, "correction_reason": self.correction_reason,
                 "superseded": self.superseded}
@@ -236,7 +232,7 @@ class Vial(Base):
     def audit_state(self) -> dict[str, object]:
         return {"serial": self.serial, "lot_id": self.lot_id, "number": self.number,
                 "status": self.status, "on_hold": self.on_hold, "location_id": self.location_id,
-                "position": self.position, "received_at": _iso(self.received_at)}
+                "position": self.position, "received_at": iso(self.received_at)}
 
 
 class Excursion(Base):
@@ -260,6 +256,6 @@ class Excursion(Base):
         return str(self.id)
 
     def audit_state(self) -> dict[str, object]:
-        return {"location_id": self.location_id, "started_at": _iso(self.started_at),
-                "ended_at": _iso(self.ended_at), "max_temp_c": self.max_temp_c,
+        return {"location_id": self.location_id, "started_at": iso(self.started_at),
+                "ended_at": iso(self.ended_at), "max_temp_c": self.max_temp_c,
                 "note": self.note, "vials_affected": self.vials_affected}

@@ -7,7 +7,7 @@ from datetime import date, datetime
 from sqlalchemy import CheckConstraint, Date, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from lotrack.models.base import Base, UTCDateTime
+from lotrack.models.base import Base, UTCDateTime, iso
 
 
 class ProtocolVersion(Base):
@@ -38,7 +38,7 @@ class ProtocolVersion(Base):
     def audit_state(self) -> dict[str, object]:
         return {"code": self.code, "version": self.version, "status": self.status,
                 "content_sha256": self.content_sha256, "source_name": self.source_name,
-                "activated_at": self.activated_at.isoformat() if self.activated_at else None}
+                "activated_at": iso(self.activated_at)}
 
 
 class Participant(Base):
@@ -74,9 +74,9 @@ class Participant(Base):
         return {
             "subject_id": self.subject_id, "protocol_version_id": self.protocol_version_id,
             "group": self.group_code, "status": self.status,
-            "consented_on": self.consented_on.isoformat(), "age_at_consent": self.age_at_consent,
+            "consented_on": iso(self.consented_on), "age_at_consent": self.age_at_consent,
             "screening": self.screening, "enrolled_by_id": self.enrolled_by_id,
-            "withdrawn_at": self.withdrawn_at.isoformat() if self.withdrawn_at else None,
+            "withdrawn_at": iso(self.withdrawn_at),
             "withdrawal_reason": self.withdrawal_reason,
         }
 
@@ -101,7 +101,7 @@ class Surgery(Base):
 
     def audit_state(self) -> dict[str, object]:
         return {"participant_id": self.participant_id,
-                "performed_at": self.performed_at.isoformat(), "iua_score": self.iua_score,
+                "performed_at": iso(self.performed_at), "iua_score": self.iua_score,
                 "recorded_by_id": self.recorded_by_id}
 
 
@@ -124,7 +124,7 @@ class Hysteroscopy(Base):
 
     def audit_state(self) -> dict[str, object]:
         return {"participant_id": self.participant_id, "cycle_id": self.cycle_id,
-                "performed_at": self.performed_at.isoformat(), "recurrence": self.recurrence,
+                "performed_at": iso(self.performed_at), "recurrence": self.recurrence,
                 "recorded_by_id": self.recorded_by_id}
 
 

@@ -7,7 +7,7 @@ from datetime import date, datetime
 from sqlalchemy import Boolean, CheckConstraint, Date, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from lotrack.models.base import Base, UTCDateTime
+from lotrack.models.base import Base, UTCDateTime, iso
 
 RELATEDNESS = ("unrelated", "unlikely", "possible", "probable", "definite")
 OUTCOMES = ("recovered", "recovering", "not_recovered", "recovered_with_sequelae", "fatal",
@@ -70,7 +70,7 @@ class AdverseEvent(Base):
             "ctcae_term": self.ctcae_term, "system_organ_class": self.system_organ_class,
             "needs_coding": self.needs_coding, "grade": self.grade, "serious": self.serious,
             "relatedness": self.relatedness, "outcome": self.outcome,
-            "action_taken": self.action_taken, "onset_on": self.onset_on.isoformat(),
-            "resolved_on": self.resolved_on.isoformat() if self.resolved_on else None,
+            "action_taken": self.action_taken, "onset_on": iso(self.onset_on),
+            "resolved_on": iso(self.resolved_on),
             "recorded_by_id": self.recorded_by_id,
         }

@@ -1,0 +1,123 @@
+"""`lotrack storage ...` and `lotrack vial ...`."""
+
+from __future__ import annotations
+
+import click
+
+from lotrack.cli.context import App, emit, output_options, pass_app
+
+
+@click.group()
+def storage() -> None:
+    """Storage locations (site / freezer / rack / box) and temperature excursions."""
+
+
+@storage.command("add")
+@click.argument("path")
+@click.option("--capacity", type=int, help="Positions in a box (vials are stored in boxes).")
+@pass_app
+def storage_add(app: App, path: str, capacity: int | None) -> None:
+    """Add a location (and any missing parents); give --capacity for a box.
+
+    Example: lotrack storage add SITE/FRZ-A/R1/BOX-01 --capacity 81
+    """
+    from lotrack.services import storage as service
+
+    created = app.run(lambda s, actor: service.add_location(s, actor, path, capacity))
+    click.echo(f"Location {created.path} added.")
+
+
+@storage.command("list")
+@output_options
+@pass_app
+def storage_list(app: App, as_json: bool) -> None:
+    """List locations with their capacity and the vials they hold.
+
+    Example: lotrack storage list
+    """
+    from lotrack.render.tables import table
+    from lotrack.services import storage as service
+
+    rows = app.read(lambda s, actor: [
+        {"path": loc.path, "capacity": loc.capacity, "vials": n}
+        for loc, n in service.list_locations(s)])
+    emit(rows, as_json, lambda: table(rows))
+
+
+@storage.command("excursion")
+@click.argument("path")
+@click.option("--start", required=True, metavar="DATETIME")
+@click.option("--end", required=True, metavar="DATETIME")
+@click.option("--max-temp", type=float, required=True, help="Highest temperature reached, C.")
+@click.option("--note", help="What happened.")
+@pass_app
+def storage_excursion(app: App, path: str, start: str, end: str, max_temp: float,
+                      note: str | None) -> None:
+    """Record a temperature excursion: vials stored there go on hold, their lots to QA review.
+
+    Example: lotrack storage excursion SITE/FRZ-A --start 2026-04-02T01:10
+    --end 2026-04-02T02:40 --max-temp -52
+    """
+    from lotrack.schemas.times import parse_datetime
+    from lotrack.services import storage as service
+
+    tz = app.settings.site_tz
+    started, ended = parse_datetime(start, tz, "--start"), parse_datetime(end, tz, "--end")
+    excursion = app.run(lambda s, actor: service.record_excursion(
+        s, actor, path, started, ended, max_temp, note))
+    click.echo(f"Excursion recorded: {excursion.vials_affected} vial(s) on hold.")
+
+
+@click.group()
+def vial() -> None:
+    """Vials: list, show, move."""
+
+
+@vial.command("list")
+@click.option("--lot", "lot_number", required=True)
+@click.option("--product", "product_code")
+@output_options
+@pass_app
+def vial_list(app: App, lot_number: str, product_code: str | None, as_json: bool) -> None:
+    """List the vials of a lot with status and storage position.
+
+    Example: lotrack vial list --lot EXO-2601
+    """
+    from lotrack.render.tables import table
+    from lotrack.services.vial_views import vial_rows
+
+    rows = app.read(lambda s, actor: vial_rows(s, actor, lot_number, product_code))
+    emit(rows, as_json, lambda: table(rows))
+
+
+@vial.command("show")
+@click.argument("serial")
+@output_options
+@pass_app
+def vial_show(app: App, serial: str, as_json: bool) -> None:
+    """Show one vial: lot, product, expiry, status, position, history.
+
+    Example: lotrack vial show V00000127
+    """
+    from lotrack.render.tables import record, table
+    from lotrack.services.vial_views import vial_detail
+
+    data = app.read(lambda s, actor: vial_detail(s, actor, serial, app.settings.site_tz))
+    emit(data, as_json, lambda: record({k: v for k, v in data.items() if k != "history"})
+         + "\n\n" + table(data["history"], ["at", "user", "action", "reason"]))
+
+
+@vial.command("move")
+@click.argument("serial")
+@click.option("--to", "to_path", required=True, metavar="BOX_PATH")
+@click.option("--position", type=int, help="Position in the box (default: the first free).")
+@pass_app
+def vial_move(app: App, serial: str, to_path: str, position: int | None) -> None:
+    """Move a vial to a box position.
+
+    Example: lotrack vial move V00000127 --to SITE/FRZ-B/R1/BOX-02 --position 5
+    """
+    from lotrack.services import storage as service
+
+    moved = app.run(lambda s, actor: service.move_vial(s, actor, serial, to_path, position))
+    click.echo(f"Vial {moved.serial} moved to {to_path} position {moved.position}.")

@@ -1,0 +1,134 @@
+"""The demo's supply chain: staff, products and specifications, storage, lots with QC."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+from lotrack import db
+from lotrack.demo.core import DEMO_PASSWORD, SITE_TZ, Demo, local
+from lotrack.models.base import simulated_time
+from lotrack.schemas.lots import LotIn, ProductIn, QcRowIn, load_spec_file, shipped_spec_path
+from lotrack.services import lots, products, qc, specifications, storage, users
+
+BOXES = [f"BJ-SITE/FRZ-80A/R1/BOX-{n:02d}" for n in range(1, 5)]
+
+# The study team, with separation of duties: the QA person who releases a lot is not
+# the pharmacist who dispenses it, and a second pharmacist verifies each dose.
+STAFF = [
+    ("admin", "Wei Zhang", ["admin"]),
+    ("qa.lee", "Min Lee", ["qa"]),
+    ("qa.huang", "Jing Huang", ["qa"]),
+    ("pharm.chen", "Li Chen", ["pharmacist"]),
+    ("pharm.wang", "Fang Wang", ["pharmacist"]),
+    ("inv.liu", "Dr. Yang Liu", ["investigator"]),
+    ("inv.zhou", "Dr. Hui Zhou", ["investigator"]),
+    ("monitor.sun", "Qing Sun", ["monitor"]),
+]
+
+# (lot, product, manufactured, vials, QC adjustments); EXO-2603 fails endotoxin.
+LOTS = [
+    ("EXO-2601", "IPSEXO", date(2026, 1, 12), 60, {}),
+    ("PBO-2601", "PLACEBO", date(2026, 1, 15), 40, {}),
+    ("EXO-2602", "IPSEXO", date(2026, 2, 9), 60, {}),
+    ("EXO-2603", "IPSEXO", date(2026, 3, 9), 60, {"endotoxin": "1.2"}),
+    ("EXO-2604", "IPSEXO", date(2026, 4, 6), 60, {}),
+]
+NOMINAL = {  # attribute -> (value, unit, relative batch-to-batch variation)
+    "particle_concentration": (3.1e11, "particles/mL", 0.08),
+    "modal_particle_size": (114, "nm", 0.04),
+    "total_protein": (185, "ug/mL", 0.06),
+    "particle_to_protein_ratio": (1.7e9, "particles/ug", 0.07),
+    "tgf_beta1": (860, "pg/mL", 0.07),
+    "bdnf": (430, "pg/mL", 0.08),
+    "residual_host_cell_dna": (2.2, "ng/dose", 0.15),
+    "ph": (7.25, "pH", 0.005),
+    "osmolality": (296, "mOsm/kg", 0.01),
+}
+CATEGORICAL = {"cd63": "positive", "cd81": "positive", "tsg101": "positive",
+               "calnexin": "negative", "sterility": "no growth", "mycoplasma": "negative",
+               "appearance": "clear, colourless, free of visible particles"}
+
+
+def create_staff(demo: Demo) -> None:
+    start = local(date(2026, 1, 5), 9)
+    admin_name, admin_full, _ = STAFF[0]
+    with simulated_time(start), db.unit_of_work(demo.engine) as session:
+        users.create_first_admin(session, admin_name, admin_full, DEMO_PASSWORD)
+        session.commit()
+    for username, name, roles in STAFF[1:]:
+        demo.act(admin_name, start, lambda s, a, u=username, n=name, r=roles:
+                 users.add_user(s, a, u, n, r, DEMO_PASSWORD))
+    demo.say(f"Created {len(STAFF)} users (password for all: {DEMO_PASSWORD}).")
+
+
+def set_up_products(demo: Demo) -> None:
+    at = local(date(2026, 1, 6), 10)
+    demo.act("qa.lee", at, lambda s, a: products.add_product(s, a, ProductIn(
+        code="IPSEXO", name="iPS-Exo intrauterine suspension", kind="active",
+        gtin="09506000134352", storage_condition="Store at or below -70 C", storage_max_c=-70,
+        shelf_life_days=365, post_thaw_hours=4, fill_volume_ml=1.0)))
+    demo.act("qa.lee", at, lambda s, a: products.add_product(s, a, ProductIn(
+        code="PLACEBO", name="Placebo (iPS-Exo formulation buffer)", kind="placebo",
+        gtin="09506000134369", storage_condition="Store at or below -70 C", storage_max_c=-70,
+        shelf_life_days=365, post_thaw_hours=4, fill_volume_ml=1.0)))
+    for code in ("IPSEXO", "PLACEBO"):
+        spec = load_spec_file(shipped_spec_path(code))
+        version = demo.act("qa.lee", at, lambda s, a, sp=spec: specifications.load_spec(
+            s, a, sp, shipped_spec_path(sp.product).name))
+        demo.act("qa.huang", at + timedelta(hours=2), lambda s, a, c=code, v=version.version:
+                 specifications.activate_spec(s, a, c, v, DEMO_PASSWORD))
+    for box in BOXES:
+        demo.act("pharm.chen", at, lambda s, a, b=box: storage.add_location(s, a, b, 81))
+    demo.say("Products IPSEXO and PLACEBO with active QC specifications; 4 freezer boxes.")
+
+
+def _qc_rows(demo: Demo, product: str, tested: date, adjust: dict[str, str]) -> list[QcRowIn]:
+    spec = load_spec_file(shipped_spec_path(product))
+    rows = []
+    for attr in spec.attributes:
+        if attr.name in CATEGORICAL:
+            value = CATEGORICAL[attr.name]
+        elif attr.name == "endotoxin":
+            value = "<0.05"
+        else:
+            nominal, _, cv = NOMINAL[attr.name]
+            value = f"{nominal * (1 + demo.rng.gauss(0, cv)):.4g}"
+        rows.append(QcRowIn(attribute=attr.name, value=adjust.get(attr.name, value),
+                            unit=attr.unit, method=attr.method, tested_on=tested,
+                            analyst="QC analyst Xu Ming"))
+    return rows
+
+
+def make_lots(demo: Demo) -> None:
+    for number, product, made, vials, adjust in LOTS:
+        demo.act("qa.lee", local(made, 16), lambda s, a, n=number, p=product, m=made, v=vials:
+                 lots.register_lot(s, a, LotIn(
+                     lot_number=n, product=p, manufactured_on=m,
+                     expiry_on=m + timedelta(days=330), vials=v,
+                     cell_line="iPSC-GD01 (clinical-grade)" if p == "IPSEXO" else "not applicable",
+                     cell_bank_id="MCB-2025-01" if p == "IPSEXO" else "not applicable",
+                     passage=18 if p == "IPSEXO" else 0)))
+        tested = made + timedelta(days=10)
+        demo.act("qa.lee", local(tested, 15), lambda s, a, n=number, p=product, t=tested,
+                 adj=adjust: qc.record_results(s, a, lots.get_lot(s, n),
+                                               _qc_rows(demo, p, t, adj), source="csv"))
+        decided = local(made + timedelta(days=14), 11)
+        if adjust:
+            demo.act("qa.huang", decided, lambda s, a, n=number: lots.transition(
+                s, a, n, "rejected", "endotoxin 1.2 EU/mL exceeds the 0.5 EU/mL limit",
+                DEMO_PASSWORD, SITE_TZ))
+            demo.act("qa.huang", decided + timedelta(days=7), lambda s, a, n=number, v=vials:
+                     lots.transition(s, a, n, "destroyed", "rejected lot destroyed by "
+                                     "incineration", DEMO_PASSWORD, SITE_TZ,
+                                     witness=("qa.lee", DEMO_PASSWORD), quantity=v))
+            demo.say(f"Lot {number}: endotoxin out of specification, rejected and destroyed.")
+            continue
+        demo.act("qa.huang", decided, lambda s, a, n=number: lots.transition(
+            s, a, n, "released", "QC results within specification; batch record reviewed",
+            DEMO_PASSWORD, SITE_TZ))
+        received = local(made + timedelta(days=16), 10)
+        demo.act("pharm.chen", received, lambda s, a, n=number, r=received: storage.receive_lot(
+            s, a, lots.get_lot(s, n), BOXES, r))
+        demo.say(f"Lot {number} ({product}): QC passed, released, received at site.")
+
+

@@ -1,0 +1,51 @@
+"""Vials as read by users: where they are and what happened to them."""
+
+from __future__ import annotations
+
+import json
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from lotrack.models import AuditEvent, StorageLocation, User, Vial
+from lotrack.models.base import utcnow
+from lotrack.services import lots
+from lotrack.services.roles import require_role
+from lotrack.services.vials import get_vial
+
+READERS = ("admin", "pharmacist", "qa", "investigator", "monitor")
+
+
+def vial_rows(session: Session, actor: User, lot_number: str,
+              product_code: str | None) -> list[dict[str, object]]:
+    require_role(actor, *READERS, action="reading vials")
+    lot = lots.get_lot(session, lot_number, product_code)
+    rows = session.execute(
+        select(Vial.serial, Vial.number, Vial.status, Vial.on_hold, StorageLocation.path,
+               Vial.position)
+        .outerjoin(StorageLocation, StorageLocation.id == Vial.location_id)
+        .where(Vial.lot_id == lot.id).order_by(Vial.number)).all()
+    return [{"serial": r.serial, "number": r.number, "status": r.status, "on_hold": r.on_hold,
+             "location": r.path, "position": r.position} for r in rows]
+
+
+def vial_detail(session: Session, actor: User, serial: str,
+                site_tz: ZoneInfo) -> dict[str, object]:
+    require_role(actor, *READERS, action="reading a vial")
+    vial = get_vial(session, serial)
+    lot = vial.lot
+    location = session.get(StorageLocation, vial.location_id) if vial.location_id else None
+    history = session.execute(select(AuditEvent).where(
+        AuditEvent.entity == "vial", AuditEvent.entity_id == vial.serial)
+        .order_by(AuditEvent.seq)).scalars()
+    return {
+        "serial": vial.serial, "lot": lot.lot_number, "product": lot.product.code,
+        "expiry": lot.expiry_on.isoformat(),
+        "lot_status": lots.effective_status(lot, utcnow(), site_tz), "status": vial.status,
+        "on_hold": vial.on_hold, "location": location.path if location else None,
+        "position": vial.position, "received_at": vial.received_at,
+        "history": [{"at": e.occurred_at, "user": e.username, "action": e.action,
+                     "reason": e.reason, "after": json.loads(e.after) if e.after else None}
+                    for e in history],
+    }
