@@ -15,14 +15,15 @@ def demo(out_dir: Path) -> None:
     """Build a realistic demo trial in OUT/lotrack.db and write its documents into OUT.
 
     The database is replaced if it exists. Explore it afterwards with any command, e.g.
-    LOTRACK_DB=sqlite:///lotrack-demo/lotrack.db LOTRACK_USER=qa.lee
+    LOTRACK_DB=sqlite:///lotrack-demo/lotrack.db LOTRACK_USER=monitor.sun
     LOTRACK_PASSWORD=demo-pass-2026 lotrack audit verify
 
     Example: lotrack demo --out ./lotrack-demo
     """
-    from lotrack.demo import DEMO_PASSWORD, build_demo
+    from lotrack.demo import DEMO_PASSWORD, SITE_TZ, build_demo
 
     db_path = build_demo(out_dir, click.echo)
     click.echo(f"Demo database: {db_path}")
     click.echo(f"Explore it: export LOTRACK_DB=sqlite:///{db_path.resolve()} "
-               f"LOTRACK_USER=qa.lee LOTRACK_PASSWORD={DEMO_PASSWORD}")
+               f"LOTRACK_TZ={SITE_TZ.key} LOTRACK_USER=monitor.sun "
+               f"LOTRACK_PASSWORD={DEMO_PASSWORD}")

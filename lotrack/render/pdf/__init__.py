@@ -1,0 +1,1 @@
+"""ReportLab documents: one page template shared by every report."""

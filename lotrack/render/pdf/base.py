@@ -1,0 +1,131 @@
+"""The shared report page: header, footer with page x of y, generation time and user,
+the document's content hash, and the audit chain head at generation.
+
+A report is built from a plain dict of its content; the content hash printed on
+every page is the SHA-256 of that dict's canonical JSON, so a printed report can
+later be recomputed from the database and checked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from reportlab import rl_config
+from reportlab.lib import colors
+from reportlab.lib.enums import TA_LEFT
+from reportlab.lib.pagesizes import A4, landscape
+from reportlab.lib.styles import ParagraphStyle, StyleSheet1, getSampleStyleSheet
+from reportlab.lib.units import mm
+from reportlab.pdfgen.canvas import Canvas
+from reportlab.platypus import Flowable, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
+
+from lotrack.render.provenance import Provenance, content_hash
+
+# Same input, same bytes: no random document ids or creation-time noise.
+rl_config.invariant = 1
+
+MARGIN = 15 * mm
+
+
+@lru_cache(maxsize=1)
+def styles() -> StyleSheet1:
+    sheet = getSampleStyleSheet()
+    sheet.add(ParagraphStyle("Cell", parent=sheet["BodyText"], fontSize=7.5, leading=9,
+                             alignment=TA_LEFT))
+    sheet.add(ParagraphStyle("Small", parent=sheet["BodyText"], fontSize=8, leading=10))
+    sheet.add(ParagraphStyle("Flag", parent=sheet["BodyText"], fontSize=8, leading=10,
+                             textColor=colors.HexColor("#a40000")))
+    return sheet
+
+
+def para(text: object, style: str = "Cell") -> Paragraph:
+    safe = (str(text) if text is not None else "").replace("&", "&amp;").replace(
+        "<", "&lt;").replace(">", "&gt;")
+    return Paragraph(safe, styles()[style])
+
+
+def data_table(header: Sequence[str], rows: Sequence[Sequence[object]],
+               widths: Sequence[float] | None = None,
+               flagged: Sequence[int] = ()) -> Table:
+    """A table that splits across pages with its header repeated; flagged rows tinted."""
+    body = [[para(h) for h in header]] + [[para(c) for c in row] for row in rows]
+    table = Table(body, colWidths=widths, repeatRows=1)
+    style = [
+        ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#dde4ee")),
+        ("GRID", (0, 0), (-1, -1), 0.25, colors.HexColor("#8899aa")),
+        ("VALIGN", (0, 0), (-1, -1), "TOP"),
+        ("LEFTPADDING", (0, 0), (-1, -1), 3), ("RIGHTPADDING", (0, 0), (-1, -1), 3),
+    ]
+    style += [("BACKGROUND", (0, i + 1), (-1, i + 1), colors.HexColor("#fde2e2"))
+              for i in flagged]
+    table.setStyle(TableStyle(style))
+    return table
+
+
+def key_values(pairs: Sequence[tuple[str, object]], width: float) -> Table:
+    body = [[para(k, "Small"), para(v, "Small")] for k, v in pairs]
+    table = Table(body, colWidths=[width * 0.3, width * 0.7])
+    table.setStyle(TableStyle([("VALIGN", (0, 0), (-1, -1), "TOP"),
+                               ("LINEBELOW", (0, 0), (-1, -1), 0.25, colors.lightgrey)]))
+    return table
+
+
+def _numbered_canvas(title: str, provenance: Provenance, digest: str, tz_name: str):
+    """A canvas class that draws 'page x of y' once the page count is known."""
+
+    class NumberedCanvas(Canvas):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self._pages: list[dict[str, Any]] = []
+
+        def showPage(self) -> None:
+            self._pages.append(dict(self.__dict__))
+            self._startPage()
+
+        def save(self) -> None:
+            total = len(self._pages)
+            for state in self._pages:
+                self.__dict__.update(state)
+                self._footer(total)
+                super().showPage()
+            super().save()
+
+        def _footer(self, total: int) -> None:
+            width, _ = self._pagesize
+            at = provenance.generated_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+            self.setFont("Helvetica", 7)
+            self.setFillColor(colors.black)
+            self.drawString(MARGIN, 10 * mm, f"{title}  |  generated {at} by "
+                                             f"{provenance.generated_by}  |  site time zone {tz_name}")
+            self.drawString(MARGIN, 6.5 * mm, f"Content SHA-256 {digest}  |  audit chain head "
+                                              f"#{provenance.audit_seq} {provenance.audit_hash[:16]}")
+            self.drawRightString(width - MARGIN, 10 * mm, f"Page {self._pageNumber} of {total}")
+
+    return NumberedCanvas
+
+
+def build_pdf(path: Path, title: str, subtitle: str, story: list[Flowable],
+              provenance: Provenance, content: dict[str, Any], tz_name: str,
+              wide: bool = False) -> str:
+    """Write the document; returns the content hash printed on every page."""
+    digest = content_hash(content)
+    pagesize = landscape(A4) if wide else A4
+    path.parent.mkdir(parents=True, exist_ok=True)
+    doc = SimpleDocTemplate(str(path), pagesize=pagesize, leftMargin=MARGIN,
+                            rightMargin=MARGIN, topMargin=MARGIN, bottomMargin=18 * mm,
+                            title=title, author=provenance.generated_by,
+                            subject=f"content sha256 {digest}", creator="lotrack")
+    head = [Paragraph(title, styles()["Title"]), Paragraph(subtitle, styles()["Small"]),
+            Spacer(1, 4 * mm)]
+    doc.build(head + story,
+              canvasmaker=_numbered_canvas(title, provenance, digest, tz_name))
+    return digest
+
+
+def usable_width(wide: bool = False) -> float:
+    width = (landscape(A4) if wide else A4)[0]
+    return width - 2 * MARGIN
