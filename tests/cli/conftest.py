@@ -1,0 +1,69 @@
+"""A command-line harness: run `lotrack` through CliRunner or the installed script."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from lotrack.cli.main import cli
+
+PASSWORD = "correct-horse-42"
+SCRIPT = Path(sys.executable).with_name("lotrack")
+
+
+@dataclass
+class Outcome:
+    exit_code: int
+    stdout: str
+    stderr: str
+
+
+@dataclass
+class Lotrack:
+    db_url: str
+    home: Path
+
+    def env(self, user: str | None, **extra: str) -> dict[str, str]:
+        env = {"LOTRACK_DB": self.db_url, "LOTRACK_HOME": str(self.home), "LOTRACK_TZ": "UTC"}
+        if user:
+            env |= {"LOTRACK_USER": user, "LOTRACK_PASSWORD": PASSWORD,
+                    "LOTRACK_VERIFIER_PASSWORD": PASSWORD}
+        return env | extra
+
+    def __call__(self, *args: str, user: str | None = "admin", input: str | None = None,
+                 **extra: str) -> Outcome:
+        result: Result = CliRunner().invoke(cli, list(args), env=self.env(user, **extra),
+                                            input=input, catch_exceptions=True)
+        if result.exception and not isinstance(result.exception, SystemExit):
+            raise result.exception
+        return Outcome(result.exit_code, result.stdout, result.stderr)
+
+    def script(self, *args: str, user: str | None = "admin", input: str | None = None,
+               cwd: Path | None = None, **extra: str) -> Outcome:
+        """The installed console script, in a subprocess, as a user runs it."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("LOTRACK_")}
+        env |= self.env(user, **extra)
+        done = subprocess.run([str(SCRIPT), *args], env=env, input=input, capture_output=True,
+                              text=True, timeout=120, cwd=cwd)
+        return Outcome(done.returncode, done.stdout, done.stderr)
+
+    def ok(self, *args: str, **kwargs) -> str:
+        outcome = self(*args, **kwargs)
+        assert outcome.exit_code == 0, (args, outcome.stdout, outcome.stderr)
+        return outcome.stdout
+
+
+@pytest.fixture
+def lotrack(database, tmp_path, make_user) -> Lotrack:
+    make_user("admin")
+    return Lotrack(database.url, tmp_path / "home")
+
+
+SetupTrial = Callable[[], None]
