@@ -27,13 +27,16 @@ def init(app: App, admin_username: str | None, admin_name: str | None, password_
     engine = app.engine(check_schema=False)
     db.upgrade(engine)
     with app.session() as session:
-        if users.has_users(session):
-            click.echo(f"Database at {db.display_url(engine)} is at revision "
-                       f"{db.current_revision(engine)}; it already has users.")
-            return
-        username = admin_username or click.prompt("Administrator username")
-        name = admin_name or click.prompt("Administrator full name")
-        password = read_password(password_stdin, "Administrator password", confirm=True)
+        initialised = users.has_users(session)
+    if initialised:
+        click.echo(f"Database at {db.display_url(engine)} is at revision "
+                   f"{db.current_revision(engine)}; it already has users.")
+        return
+    # Ask before opening the transaction: a prompt must not hold the write lock.
+    username = admin_username or click.prompt("Administrator username")
+    name = admin_name or click.prompt("Administrator full name")
+    password = read_password(password_stdin, "Administrator password", confirm=True)
+    with app.session() as session:
         admin = users.create_first_admin(session, username, name, password)
         session.commit()
     click.echo(f"Initialised {db.display_url(engine)}; administrator {admin.username} created.")
