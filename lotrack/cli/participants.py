@@ -9,7 +9,7 @@ from lotrack.cli.context import App, emit, output_options, pass_app, read_passwo
 
 @click.group()
 def participant() -> None:
-    """Participants: enrolment with eligibility, withdrawal, schedule."""
+    """Participants: enrolment with eligibility, withdrawal, details, schedule."""
 
 
 @participant.command()
@@ -71,6 +71,54 @@ def list_(app: App, as_json: bool) -> None:
          "consented": p.consented_on.isoformat(), "age": p.age_at_consent,
          "cycles": len(p.cycles)} for p in participants.list_participants(s)])
     emit(rows, as_json, lambda: table(rows))
+
+
+@participant.command()
+@click.argument("subject")
+@output_options
+@pass_app
+def show(app: App, subject: str, as_json: bool) -> None:
+    """Everything about SUBJECT: group, status, consent, enrolment signature, surgeries,
+    follow-up hysteroscopies, and each cycle's doses with vials and lots.
+
+    Example: lotrack participant show S-001 --json
+    """
+    from lotrack.render.tables import record, site_time, table
+    from lotrack.services.participant_views import participant_detail
+
+    data = app.read(lambda s, actor: participant_detail(s, actor, subject))
+    tz = app.settings.site_tz
+
+    def text() -> str:
+        status = str(data["status"])
+        if data["status"] == "withdrawn":
+            status += f" on {site_time(data['withdrawn_at'], tz)}: {data['withdrawal_reason']}"
+        sig = data["enrolment_signature"]
+        signed = (f"{sig['name']} ({sig['username']}), {site_time(sig['signed_at'], tz)}, "
+                  f"\"{sig['meaning']}\"" if sig else "(none)")
+        parts = [record({
+            "subject": data["subject"], "group": f"{data['group']} ({data['group_name']})",
+            "product": data["product"], "status": status, "consented": data["consented"],
+            "age at consent": data["age_at_consent"], "protocol": data["protocol"],
+            "enrolled": site_time(data["enrolled_at"], tz), "signed": signed})]
+        parts.append("Surgeries\n" + table(
+            [{"at": site_time(s["at"], tz), "IUA score": s["iua_score"]}
+             for s in data["surgeries"]]))
+        parts.append("Follow-up hysteroscopies\n" + table(
+            [{"cycle": h["cycle"], "at": site_time(h["at"], tz), "recurrence": h["recurrence"]}
+             for h in data["hysteroscopies"]]))
+        for cycle in data["cycles"]:
+            parts.append(f"Cycle {cycle['cycle']} (surgery {site_time(cycle['surgery_at'], tz)})"
+                         "\n" + table([{
+                             "dose": d["dose"], "perfusion": d["perfusion"],
+                             "status": d["status"],
+                             "dispensed": site_time(d["dispensed_at"], tz),
+                             "h since surgery": d["hours_since_surgery"], "vials": d["vials"],
+                             "lots": d["lots"], "deviation": d["deviation"]}
+                             for d in cycle["doses"]], empty="(no doses)"))
+        return "\n\n".join(parts)
+
+    emit(data, as_json, text)
 
 
 @participant.command()

@@ -1,0 +1,49 @@
+"""`lotrack participant show`: one participant, with doses, vials and lots, as text and JSON."""
+
+import json
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+INTEGRATION = str(Path(__file__).resolve().parents[1] / "integration")
+if INTEGRATION not in sys.path:
+    sys.path.insert(0, INTEGRATION)
+
+from trialkit import T0, Trial  # noqa: E402
+
+
+@pytest.fixture
+def trial(lotrack, database, make_user):
+    return Trial.build(database, make_user)
+
+
+def test_a_participant_with_a_dispensed_dose_shows_dose_vial_and_lot(lotrack, trial):
+    trial.enroll_and_operate("S-001", "LOW", T0)
+    serial = trial.vial("IPSEXO")
+    dose = trial.dispense("S-001", [serial], T0 + timedelta(hours=24, minutes=30))
+    lot = json.loads(lotrack.ok("vial", "show", serial, "--json"))["lot"]
+
+    text = lotrack.ok("participant", "show", "S-001", user="monitor.sun")
+    assert dose.dose_code in text and serial in text and lot in text
+    assert "LOW" in text and "enrolment: eligibility confirmed" in text
+    assert "2026-05-04 09:00 UTC" in text  # the surgery, in the site time zone
+
+    data = json.loads(lotrack.ok("participant", "show", "S-001", "--json", user="monitor.sun"))
+    assert (data["subject"], data["group"], data["status"]) == ("S-001", "LOW", "enrolled")
+    assert data["enrolment_signature"]["username"] == "inv.liu"
+    assert [s["iua_score"] for s in data["surgeries"]] == [16]
+    [cycle] = data["cycles"]
+    [shown] = cycle["doses"]
+    assert (shown["dose"], shown["perfusion"], shown["status"], shown["vials"], shown["lots"]) \
+        == (dose.dose_code, 1, "dispensed", [serial], [lot])
+    assert shown["hours_since_surgery"] == 24.5
+
+
+def test_an_unknown_subject_gives_one_error_line(lotrack, trial):
+    outcome = lotrack("participant", "show", "S-404", user="monitor.sun")
+    assert outcome.exit_code != 0
+    lines = outcome.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error:") and "S-404" in lines[0]
+    assert "Traceback" not in outcome.stderr + outcome.stdout
