@@ -36,6 +36,10 @@ class Settings:
     site_tz: ZoneInfo = field(default_factory=lambda: ZoneInfo("UTC"))
     idle_minutes: int = DEFAULT_IDLE_MINUTES
     state_dir: Path = field(default_factory=_state_dir)
+    # What the site's scanners send for the GS1 separator when not ASCII 29 (for
+    # example "<GS>" or "^]"), and a watermark for labels of a test installation.
+    gs_substitute: str | None = None
+    label_watermark: str | None = None
 
     @classmethod
     def from_env(cls, db_url: str | None = None, site_tz: str | None = None) -> Settings:
@@ -48,4 +52,6 @@ class Settings:
             raise InvalidInput(f"LOTRACK_IDLE_MINUTES must be a whole number, not {idle_text!r}") from exc
         if idle < 1:
             raise InvalidInput("LOTRACK_IDLE_MINUTES must be at least 1")
-        return cls(db_url=url, site_tz=tz, idle_minutes=idle, state_dir=_state_dir())
+        return cls(db_url=url, site_tz=tz, idle_minutes=idle, state_dir=_state_dir(),
+                   gs_substitute=os.environ.get("LOTRACK_GS_SUBSTITUTE") or None,
+                   label_watermark=os.environ.get("LOTRACK_LABEL_WATERMARK") or None)

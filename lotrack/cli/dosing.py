@@ -2,15 +2,31 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import TYPE_CHECKING
+
 import click
 
 from lotrack.cli.context import App, pass_app, read_password
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from lotrack.models import User
+    from lotrack.render.labels.output import Staged
 
 
 @click.command()
 @click.argument("subject")
 @click.option("--vial", "serials", multiple=True, metavar="SERIAL",
               help="Vial serial; repeat when the group's dose is several vials.")
+@click.option("--scan", "scans", multiple=True, metavar="TEXT",
+              help="What the scanner read from a vial label (GS1 or serial); repeatable.")
+@click.option("--gs", "substitute", metavar="TEXT",
+              help="What the scanner sends for the GS1 separator (default: ASCII 29).")
+@click.option("--label", "label_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Where to write the dose label PDF (default: dose-labels/DOSE.pdf).")
+@click.option("--no-label", is_flag=True, help="Do not print the dose label now.")
 @click.option("--at", "at_text", metavar="DATETIME", help="Dispensing time (default: now).")
 @click.option("--verified-by", "verifier", required=True, metavar="USER",
               help="Second person (pharmacist or investigator) who verifies the dose.")
@@ -18,8 +34,10 @@ from lotrack.cli.context import App, pass_app, read_password
 @click.option("--password-stdin", is_flag=True,
               help="Read your signing password, then the verifier's, from stdin.")
 @pass_app
-def dispense(app: App, subject: str, serials: tuple[str, ...], at_text: str | None,
-             verifier: str, deviation: str | None, password_stdin: bool) -> None:
+def dispense(app: App, subject: str, serials: tuple[str, ...], scans: tuple[str, ...],
+             substitute: str | None, label_path: Path | None, no_label: bool,
+             at_text: str | None, verifier: str, deviation: str | None,
+             password_stdin: bool) -> None:
     """Dispense SUBJECT's next due perfusion from the given vial(s).
 
     Checks, in one transaction: the participant is enrolled and in an open cycle, the
@@ -28,24 +46,51 @@ def dispense(app: App, subject: str, serials: tuple[str, ...], at_text: str | No
     recalled, and of the group's product. The verifier's password comes from
     LOTRACK_VERIFIER_PASSWORD, stdin or a prompt.
 
-    Example: lotrack dispense S-001 --vial V00012-7 --verified-by pharm.wang
+    The dose label (template labels/dose.toml) is written with the dose and its print is
+    recorded in the same transaction.
+
+    Example: lotrack dispense IUA-001 --scan "]d2010950600013435210EXO-2601<GS>1727013121V00000127"
+    --gs "<GS>" --verified-by pharm.li
     """
     from lotrack.errors import InvalidInput
     from lotrack.models.base import utcnow
     from lotrack.schemas.times import parse_datetime
     from lotrack.services import dosing
 
-    if not serials:
-        raise InvalidInput("give the vial(s) with --vial SERIAL")
+    if not serials and not scans:
+        raise InvalidInput("give the vial(s) with --vial SERIAL or --scan TEXT")
     at = parse_datetime(at_text, app.settings.site_tz, "--at") if at_text else utcnow()
     request = dosing.DispenseRequest(subject, tuple(s.strip() for s in serials), at, verifier,
-                                     deviation)
+                                     deviation, scans, substitute or app.settings.gs_substitute)
     password = read_password(password_stdin, "Your password (signature: dispensed)")
     verifier_password = read_password(password_stdin, f"Password of {verifier} (verification)",
                                       env="LOTRACK_VERIFIER_PASSWORD")
-    dose = app.run(lambda s, actor: dosing.dispense_perfusion(
-        s, actor, request, password, verifier_password, app.settings.site_tz))
+    tz = app.settings.site_tz
+
+    def action(session: Session, actor: User) -> tuple[object, Staged | None]:
+        dose = dosing.dispense_perfusion(session, actor, request, password, verifier_password, tz)
+        staged = None if no_label else _stage_dose_label(app, session, actor, dose.dose_code,
+                                                         label_path)
+        return dose, staged
+
+    dose, staged = app.run(action)
     _echo_dose(app, dose)
+    if staged is not None:
+        click.echo(f"Dose label: {staged.commit()[0]}")
+
+
+def _stage_dose_label(app: App, session: Session, actor: User, dose_code: str,
+                      label_path: Path | None) -> Staged:
+    from lotrack.render.labels.layout import layout
+    from lotrack.render.labels.output import stage_labels
+    from lotrack.services import labels
+
+    template = labels.load_template(None, "dose")
+    data = labels.dose_labels(session, [dose_code], app.settings.site_tz)
+    printed = labels.record_prints(session, actor, "dose", data, template, "pdf", 1, None)
+    out = label_path or Path("dose-labels") / f"{dose_code}.pdf"
+    return stage_labels(out, "pdf", [layout(template, printed[0])], 1, template, None,
+                        f"Dose label {dose_code}", app.settings.label_watermark)
 
 
 def _echo_dose(app: App, dose: object) -> None:

@@ -35,6 +35,8 @@ COMMANDS = {
     "dispense": "lotrack.cli.dosing:dispense",
     "administer": "lotrack.cli.dosing:administer",
     "dose": "lotrack.cli.dosing:dose",
+    "label": "lotrack.cli.labels:label",
+    "scan": "lotrack.cli.labels:scan",
 }
 
 SHORT_HELP = {
@@ -53,12 +55,14 @@ SHORT_HELP = {
     "vial": "Vials: list, show, move.",
     "report": "Documents: certificate of analysis, accountability.",
     "protocol": "Protocol versions: groups, treatment cycle, eligibility.",
-    "participant": "Participants: enrol, list, withdraw, schedule.",
+    "participant": "Participants: enrol, list, show, withdraw, schedule.",
     "surgery": "Record an adhesiolysis (opens a treatment cycle).",
     "hysteroscopy": "Record the follow-up hysteroscopy.",
     "dispense": "Dispense a participant's next due perfusion.",
     "administer": "Record a dose perfused.",
     "dose": "Record a dose wasted or returned.",
+    "label": "Print vial, box and patient-dose labels (GS1 barcodes).",
+    "scan": "Identify a scanned barcode and check it against the database.",
 }
 
 

@@ -31,8 +31,9 @@ def build_demo(out: Path, say: Callable[[str], None]) -> Path:
     demo = Demo(engine, out, say)
     supply.create_staff(demo)
     supply.set_up_products(demo)
+    protocol = trial.load_protocol(demo)  # labels carry its trial code and sponsor
     supply.make_lots(demo)
-    trial.run_trial(demo, trial.load_protocol(demo))
+    trial.run_trial(demo, protocol)
     outputs.write_outputs(demo)
     engine.dispose()
     return db_path

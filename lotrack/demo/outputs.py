@@ -34,3 +34,7 @@ def write_outputs(demo: Demo) -> None:
     write_accountability_csv(demo.out / "accountability.csv", darf)
     demo.say(f"Wrote {len(coas)} certificates of analysis (coa/), the drug accountability "
              f"record (accountability.pdf, accountability.csv) to {demo.out}/")
+    labels = demo.out / "labels"
+    demo.say(f"Labels (labels/): vial sheets of {len(list(labels.glob('vials-*.pdf')))} lots, "
+             f"{len(list(labels.glob('box-*.pdf')))} box labels, "
+             f"{len(list((labels / 'doses').glob('*.pdf')))} patient-dose labels.")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import date, timedelta
 
 from lotrack import db
+from lotrack.demo import labels as demo_labels
 from lotrack.demo.core import DEMO_PASSWORD, SITE_TZ, Demo, local
 from lotrack.models.base import simulated_time
 from lotrack.schemas.lots import LotIn, ProductIn, QcRowIn, load_spec_file, shipped_spec_path
@@ -100,6 +101,7 @@ def _qc_rows(demo: Demo, product: str, tested: date, adjust: dict[str, str]) -> 
 
 
 def make_lots(demo: Demo) -> None:
+    boxes = iter(BOXES)  # each received lot gets a box of its own
     for number, product, made, vials, adjust in LOTS:
         demo.act("qa.lee", local(made, 16), lambda s, a, n=number, p=product, m=made, v=vials:
                  lots.register_lot(s, a, LotIn(
@@ -108,6 +110,7 @@ def make_lots(demo: Demo) -> None:
                      cell_line="iPSC-GD01 (clinical-grade)" if p == "IPSEXO" else "not applicable",
                      cell_bank_id="MCB-2025-01" if p == "IPSEXO" else "not applicable",
                      passage=18 if p == "IPSEXO" else 0)))
+        demo_labels.vial_labels(demo, number, local(made, 17))
         tested = made + timedelta(days=10)
         demo.act("qa.lee", local(tested, 15), lambda s, a, n=number, p=product, t=tested,
                  adj=adjust: qc.record_results(s, a, lots.get_lot(s, n),
@@ -127,8 +130,10 @@ def make_lots(demo: Demo) -> None:
             s, a, n, "released", "QC results within specification; batch record reviewed",
             DEMO_PASSWORD, SITE_TZ))
         received = local(made + timedelta(days=16), 10)
-        demo.act("pharm.chen", received, lambda s, a, n=number, r=received: storage.receive_lot(
-            s, a, lots.get_lot(s, n), BOXES, r))
+        box = next(boxes)
+        demo.act("pharm.chen", received, lambda s, a, n=number, r=received, b=box:
+                 storage.receive_lot(s, a, lots.get_lot(s, n), [b], r))
+        demo_labels.box_label(demo, box, received + timedelta(minutes=30))
         demo.say(f"Lot {number} ({product}): QC passed, released, received at site.")
 
 

@@ -6,6 +6,7 @@ from datetime import date, datetime, timedelta
 
 from lotrack import db
 from lotrack.demo.core import DEMO_PASSWORD, SITE_TZ, Demo, local
+from lotrack.demo.labels import dose_label_action
 from lotrack.schemas.protocol import ProtocolFile, default_protocol_path, load_protocol_file
 from lotrack.services import dosing, participants, protocols, stock
 from lotrack.services.eligibility import Candidate
@@ -123,5 +124,12 @@ def _dispense(demo: Demo, product: str, count: int, subject: str, at: datetime,
               deviation: str | None):
     serials = fefo(demo, product, count, at)
     request = dosing.DispenseRequest(subject, tuple(serials), at, "pharm.wang", deviation)
-    return demo.act("pharm.chen", at, lambda s, a: dosing.dispense_perfusion(
-        s, a, request, DEMO_PASSWORD, DEMO_PASSWORD, SITE_TZ))
+
+    def dispense_and_label(session, actor):
+        dose = dosing.dispense_perfusion(session, actor, request, DEMO_PASSWORD, DEMO_PASSWORD,
+                                         SITE_TZ)
+        return dose, dose_label_action(demo, dose.dose_code)(session, actor)
+
+    dose, staged = demo.act("pharm.chen", at, dispense_and_label)
+    staged.commit()
+    return dose

@@ -3,6 +3,7 @@
 from lotrack.models.audit import AuditEvent, AuditHead, Signature
 from lotrack.models.base import Base
 from lotrack.models.dosing import Dose, DoseVial
+from lotrack.models.labels import LabelPrint
 from lotrack.models.lots import (
     Excursion,
     Lot,
@@ -32,6 +33,7 @@ __all__ = [
     "DoseVial",
     "Excursion",
     "Hysteroscopy",
+    "LabelPrint",
     "LoginSession",
     "Lot",
     "Participant",

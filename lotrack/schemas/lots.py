@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import math
 import re
-import tomllib
 from datetime import date
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from lotrack.errors import InvalidInput
-from lotrack.schemas import parse
+from lotrack.schemas import load_toml
 
 CODE = r"^[A-Za-z0-9_-]{1,40}$"
 # GS1 AI (10) allows up to 20 characters of the GS1 character set; we keep to a safe subset.
@@ -106,13 +104,7 @@ class SpecFile(_Strict):
 
 
 def load_spec_file(path: Path) -> SpecFile:
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise InvalidInput(f"cannot read specification file {path}: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise InvalidInput(f"{path} is not valid TOML: {exc}") from None
-    return parse(SpecFile, data, what=f"specification file {path}")
+    return load_toml(SpecFile, path, "specification file")
 
 
 def shipped_spec_path(product_code: str) -> Path:

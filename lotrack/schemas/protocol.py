@@ -22,6 +22,10 @@ class ProtocolHeader(_Strict):
     code: str = Field(pattern=CODE)
     title: str = Field(min_length=1)
     sponsor: str = Field(min_length=1)
+    # The name printed where a label has no room for the full one, and the contact
+    # (address, telephone) EU CTR Annex VI asks for on labels.
+    sponsor_short: str | None = Field(default=None, min_length=1, max_length=40)
+    sponsor_contact: str = ""
     target_enrolment: int = Field(gt=0)
     max_cycles: int = Field(ge=1, le=10)
     max_hours_dispense_to_administer: float = Field(gt=0, le=72)

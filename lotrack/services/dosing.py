@@ -26,6 +26,7 @@ from lotrack.models.lots import Lot, Product, Vial
 from lotrack.models.participants import Participant, TreatmentCycle
 from lotrack.schemas.protocol import Perfusion, ProtocolFile
 from lotrack.services import lots as lot_rules
+from lotrack.services import scanning
 from lotrack.services.auth import find_user, reauthenticate
 from lotrack.services.participants import cycles, get_participant
 from lotrack.services.products import get_product
@@ -46,6 +47,8 @@ class DispenseRequest:
     at: datetime
     verifier: str
     deviation: str | None = None
+    scans: tuple[str, ...] = ()  # what a scanner typed from each vial's label
+    gs_substitute: str | None = None  # printable stand-in for ASCII 29 in scans
 
 
 @dataclass(frozen=True)
@@ -146,7 +149,10 @@ def dispense_perfusion(session: Session, actor: User, request: DispenseRequest,
     product = get_product(session, group.product)
     use_by = request.at + min(timedelta(hours=product.post_thaw_hours),
                               timedelta(hours=protocol.protocol.max_hours_dispense_to_administer))
-    vials = _vials_for_dose(session, request.serials, group.vials_per_perfusion, product,
+    serials = request.serials + tuple(
+        scanning.serial_for_dispensing(session, text, request.gs_substitute, site_tz)
+        for text in request.scans)
+    vials = _vials_for_dose(session, serials, group.vials_per_perfusion, product,
                             use_by, request.at, site_tz)
     verifier = _verifier(session, actor, request.verifier, verifier_password)
     reauthenticate(session, actor, password, DISPENSED_MEANING)

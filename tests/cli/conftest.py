@@ -30,6 +30,10 @@ class Lotrack:
     db_url: str
     home: Path
 
+    @property
+    def workdir(self) -> Path:
+        return self.home.parent / "work"
+
     def env(self, user: str | None, **extra: str) -> dict[str, str]:
         env = {"LOTRACK_DB": self.db_url, "LOTRACK_HOME": str(self.home), "LOTRACK_TZ": "UTC"}
         if user:
@@ -39,8 +43,15 @@ class Lotrack:
 
     def __call__(self, *args: str, user: str | None = "admin", input: str | None = None,
                  **extra: str) -> Outcome:
-        result: Result = CliRunner().invoke(cli, list(args), env=self.env(user, **extra),
-                                            input=input, catch_exceptions=True)
+        # Commands that write files by default (dose labels) write them in a scratch folder.
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        cwd = os.getcwd()
+        os.chdir(self.workdir)
+        try:
+            result: Result = CliRunner().invoke(cli, list(args), env=self.env(user, **extra),
+                                                input=input, catch_exceptions=True)
+        finally:
+            os.chdir(cwd)
         if result.exception and not isinstance(result.exception, SystemExit):
             raise result.exception
         return Outcome(result.exit_code, result.stdout, result.stderr)
@@ -50,8 +61,9 @@ class Lotrack:
         """The installed console script, in a subprocess, as a user runs it."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("LOTRACK_")}
         env |= self.env(user, **extra)
+        self.workdir.mkdir(parents=True, exist_ok=True)
         done = subprocess.run([str(SCRIPT), *args], env=env, input=input, capture_output=True,
-                              text=True, timeout=120, cwd=cwd)
+                              text=True, timeout=120, cwd=cwd or self.workdir)
         return Outcome(done.returncode, done.stdout, done.stderr)
 
     def ok(self, *args: str, **kwargs) -> str:

@@ -1,17 +1,10 @@
 """`lotrack participant show`: one participant, with doses, vials and lots, as text and JSON."""
 
 import json
-import sys
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
-
-INTEGRATION = str(Path(__file__).resolve().parents[1] / "integration")
-if INTEGRATION not in sys.path:
-    sys.path.insert(0, INTEGRATION)
-
-from trialkit import T0, Trial  # noqa: E402
+from trialkit import T0, Trial
 
 
 @pytest.fixture

@@ -1,0 +1,153 @@
+"""One label laid out in millimetres from its top-left corner; every output draws this."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from lotrack import gs1
+from lotrack.errors import InvalidInput
+from lotrack.render.labels import symbols
+from lotrack.schemas.labels import PT_TO_MM, BarcodeSpec, LabelTemplate, TextSpec
+
+FONTS = {False: "Helvetica", True: "Helvetica-Bold"}
+
+
+@dataclass(frozen=True)
+class LabelData:
+    """What one label shows: its subject, its text fields and its machine-readable content."""
+
+    subject: str  # the vial serial, box path or dose id
+    fields: dict[str, str]
+    gs1: list[tuple[str, str]] | None  # None when the product has no GTIN
+    print_number: int = 1
+
+    @property
+    def print_mark(self) -> str:
+        return f"REPRINT {self.print_number}" if self.print_number > 1 else ""
+
+
+@dataclass(frozen=True)
+class Text:
+    x: float  # left edge of the text's box
+    baseline: float
+    width: float
+    size: float
+    bold: bool
+    align: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Bars:
+    """A 1D symbol: modules left to right, `module` mm wide each, quiet zones included in x."""
+
+    x: float
+    y: float
+    height: float
+    module: float
+    modules: str
+    symbol: str
+    content: str  # what a scanner should read, for outputs (ZPL) that encode it themselves
+    gs1: list[tuple[str, str]] | None
+
+
+@dataclass(frozen=True)
+class Matrix:
+    x: float
+    y: float
+    module: float
+    rows: tuple[str, ...]
+    content: str
+    gs1: list[tuple[str, str]] | None
+
+
+@dataclass
+class Drawing:
+    width: float
+    height: float
+    subject: str
+    items: list[Text | Bars | Matrix] = field(default_factory=list)
+
+
+def text_width_mm(text: str, size: float, bold: bool) -> float:
+    from reportlab.pdfbase.pdfmetrics import stringWidth
+
+    return stringWidth(text, FONTS[bold], size) * PT_TO_MM
+
+
+def _applies(when: str, has_gs1: bool) -> bool:
+    return when == "always" or (when == "gs1") == has_gs1
+
+
+def _text(spec: TextSpec, data: LabelData, values: dict[str, str], floor: float) -> Text | None:
+    text = spec.text.format(**values).strip()
+    if not text:
+        return None
+    size = spec.size_pt
+    while text_width_mm(text, size, spec.bold) > spec.width_mm and size - 0.25 >= floor:
+        size -= 0.25
+    needed = text_width_mm(text, size, spec.bold)
+    if needed > spec.width_mm + 1e-6:
+        # A label must never be printed with a field cut off.
+        raise InvalidInput(f"label {data.subject}: {text!r} needs {needed:.1f} mm at {size:g} pt "
+                           f"but the template gives {spec.width_mm:g} mm")
+    baseline = spec.y_mm + spec.size_pt * PT_TO_MM * 0.95
+    return Text(spec.x_mm, baseline, spec.width_mm, size, spec.bold, spec.align, text)
+
+
+def _linear(spec: BarcodeSpec, data: LabelData) -> list[Text | Bars]:
+    fields = data.gs1 if spec.content == "gs1" else None
+    modules = symbols.linear_modules(spec.symbol, fields, data.subject)
+    total = len(modules) + 2 * symbols.QUIET_MODULES
+    module = spec.width_mm / total
+    if module < spec.min_module_mm:
+        raise InvalidInput(f"label {data.subject}: the {spec.symbol} symbol has {total} modules; in "
+                           f"{spec.width_mm:g} mm each would be {module:.3f} mm, under the "
+                           f"template's minimum {spec.min_module_mm:g} mm")
+    hri_height = spec.hri_size_pt * PT_TO_MM * 1.2 if spec.hri else 0.0
+    content = gs1.hri(fields) if fields else data.subject
+    bars = Bars(spec.x_mm + symbols.QUIET_MODULES * module, spec.y_mm, spec.height_mm - hri_height,
+                module, modules, spec.symbol, content, fields)
+    out: list[Text | Bars] = [bars]
+    if spec.hri:
+        baseline = spec.y_mm + spec.height_mm - spec.hri_size_pt * PT_TO_MM * 0.2
+        size = spec.hri_size_pt
+        while text_width_mm(content, size, False) > spec.width_mm and size > 3:
+            size -= 0.25
+        out.append(Text(spec.x_mm, baseline, spec.width_mm, size, False, "center", content))
+    return out
+
+
+def _matrix(spec: BarcodeSpec, data: LabelData) -> Matrix:
+    fields = data.gs1 if spec.content == "gs1" else None
+    rows = symbols.datamatrix_modules(fields, None if fields else data.subject)
+    side = min(spec.width_mm, spec.height_mm)
+    modules = max(len(rows), len(rows[0]))
+    module = side / (modules + 2)  # one module of quiet zone each side
+    if module < spec.min_module_mm:
+        raise InvalidInput(f"label {data.subject}: the DataMatrix needs {len(rows)} modules a side; "
+                           f"in {side:g} mm each would be {module:.3f} mm, under the template's "
+                           f"minimum {spec.min_module_mm:g} mm")
+    content = gs1.hri(fields) if fields else data.subject
+    return Matrix(spec.x_mm + module, spec.y_mm + module, module, rows, content, fields)
+
+
+def layout(template: LabelTemplate, data: LabelData) -> Drawing:
+    head = template.template
+    has_gs1 = data.gs1 is not None
+    values = {**data.fields, "print_mark": data.print_mark}
+    drawing = Drawing(head.width_mm, head.height_mm, data.subject)
+    for spec in template.text:
+        if _applies(spec.when, has_gs1):
+            item = _text(spec, data, values, head.min_font_pt)
+            if item is not None:
+                drawing.items.append(item)
+    for barcode in template.barcode:
+        if not _applies(barcode.when, has_gs1):
+            continue
+        if barcode.symbol == "datamatrix":
+            drawing.items.append(_matrix(barcode, data))
+        else:
+            drawing.items.extend(_linear(barcode, data))
+    return drawing
+

@@ -1,0 +1,102 @@
+"""Write laid-out labels in the format asked for, all or nothing.
+
+Files are written to a staging folder beside the destination while the print is being
+recorded, and moved into place only when the transaction has committed: a label file
+never exists without its audited print, nor a print without its file.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lotrack.errors import InvalidInput
+from lotrack.render.labels.layout import Drawing
+from lotrack.schemas.labels import LabelTemplate, SheetSpec
+
+FORMATS = ("pdf", "png", "svg", "zpl")
+
+
+def output_format(fmt: str | None, out: Path) -> str:
+    if fmt:
+        return fmt
+    suffix = out.suffix.lower().lstrip(".")
+    if suffix in FORMATS:
+        return suffix
+    raise InvalidInput("give --format pdf|png|svg|zpl, or an --out path ending in one of them")
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "label"
+
+
+@dataclass
+class Staged:
+    """Files written to a staging folder, waiting to be moved to their destinations."""
+
+    staging: Path
+    moves: list[tuple[Path, Path]] = field(default_factory=list)
+
+    def commit(self) -> list[Path]:
+        for temp, final in self.moves:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            temp.replace(final)
+        shutil.rmtree(self.staging, ignore_errors=True)
+        return [final for _, final in self.moves]
+
+    def discard(self) -> None:
+        shutil.rmtree(self.staging, ignore_errors=True)
+
+
+def stage_labels(out: Path, fmt: str, drawings: list[Drawing], copies: int,
+                 template: LabelTemplate, sheet: SheetSpec | None, title: str,
+                 watermark: str | None = None, dpi: int = 600, dpmm: int = 12) -> Staged:
+    parent = out.parent if out.parent.exists() else Path.cwd()
+    staged = Staged(Path(tempfile.mkdtemp(prefix=".lotrack-labels-", dir=parent)))
+    try:
+        _write(staged, out, fmt, drawings, copies, template, sheet, title, watermark, dpi, dpmm)
+    except BaseException:
+        staged.discard()
+        raise
+    return staged
+
+
+def _repeat(drawings: list[Drawing], copies: int) -> Iterable[Drawing]:
+    for drawing in drawings:
+        for _ in range(copies):
+            yield drawing
+
+
+def _write(staged: Staged, out: Path, fmt: str, drawings: list[Drawing], copies: int,
+           template: LabelTemplate, sheet: SheetSpec | None, title: str, watermark: str | None,
+           dpi: int, dpmm: int) -> None:
+    if fmt in ("pdf", "zpl"):
+        temp = staged.staging / f"labels.{fmt}"
+        if fmt == "pdf":
+            from lotrack.render.labels.pdf import write_pdf
+
+            write_pdf(temp, _repeat(drawings, copies), template, sheet, title, watermark)
+        else:
+            from lotrack.render.labels.zpl import write_zpl
+
+            write_zpl(temp, _repeat(drawings, copies), dpmm)
+        staged.moves.append((temp, out))
+        return
+    single = len(drawings) == 1 and copies == 1 and out.suffix.lower() == f".{fmt}"
+    for drawing in drawings:
+        name = f"{_safe(drawing.subject)}.{fmt}"
+        temp = staged.staging / name
+        if fmt == "png":
+            from lotrack.render.labels.raster import write_png
+
+            write_png(temp, drawing, dpi)
+        else:
+            from lotrack.render.labels.svg import write_svg
+
+            write_svg(temp, drawing)
+        # One file per label (copies are a printer setting for images).
+        staged.moves.append((temp, out if single else out / name))

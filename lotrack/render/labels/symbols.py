@@ -1,0 +1,66 @@
+"""Barcode symbols as module patterns, from well-kept encoders.
+
+1D symbols (Code 128, GS1-128) come from python-barcode and the GS1 DataMatrix from
+zxing-cpp; lotrack only lays their modules out on a label.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from lotrack import gs1
+
+QUIET_MODULES = 10  # Code 128 needs a quiet zone of at least 10 modules each side
+
+
+def linear_modules(symbol: str, fields: list[tuple[str, str]] | None, text: str | None) -> str:
+    """'1'/'0' modules of a Code 128 (`text`) or GS1-128 (`fields`) symbol, no quiet zone."""
+    import barcode
+
+    if symbol == "gs1-128":
+        assert fields is not None
+        # python-barcode adds the leading FNC1; FNC1 after each variable field but the last.
+        data = gs1.element_string(fields, separator=gs1.FNC1)
+        code = barcode.get_barcode_class("gs1_128")(data)
+    else:
+        assert text is not None
+        code = barcode.get_barcode_class("code128")(text)
+    return str(code.build()[0])
+
+
+@lru_cache(maxsize=4096)
+def _matrix(content: str, is_gs1: bool) -> tuple[str, ...]:
+    import zxingcpp
+
+    # Square symbols only: a label's DataMatrix box is square, and zxing-cpp otherwise
+    # picks a long rectangular symbol for some lengths.
+    kwargs = {"gs1": True, "force_square": True} if is_gs1 else {"force_square": True}
+    symbol = zxingcpp.create_barcode(content, zxingcpp.BarcodeFormat.DataMatrix, **kwargs)
+    image = memoryview(symbol.to_image(scale=1, add_quiet_zones=False))
+    rows, cols = image.shape
+    pixels = image.tobytes()
+    return tuple("".join("1" if pixels[r * cols + c] < 128 else "0" for c in range(cols))
+                 for r in range(rows))
+
+
+def datamatrix_modules(fields: list[tuple[str, str]] | None, text: str | None) -> tuple[str, ...]:
+    """Rows of '1'/'0' modules of a (GS1) DataMatrix, no quiet zone."""
+    if fields is not None:
+        for ai, value in fields:
+            gs1.element_string([(ai, value)])  # validates each field as the 1D path does
+        return _matrix(gs1.hri(fields), True)
+    assert text is not None
+    return _matrix(text, False)
+
+
+def runs(modules: str) -> list[tuple[int, int]]:
+    """(start, length) of each run of dark modules: one rectangle per bar."""
+    out = []
+    start = None
+    for index, module in enumerate(modules + "0"):
+        if module == "1" and start is None:
+            start = index
+        elif module != "1" and start is not None:
+            out.append((start, index - start))
+            start = None
+    return out
