@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from lotrack.cli.context import App, pass_app, read_password
+from lotrack.cli.context import App, emit, output_options, pass_app, read_password
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -28,17 +28,25 @@ if TYPE_CHECKING:
               help="Where to write the dose label PDF (default: dose-labels/DOSE.pdf).")
 @click.option("--no-label", is_flag=True, help="Do not print the dose label now.")
 @click.option("--at", "at_text", metavar="DATETIME", help="Dispensing time (default: now).")
-@click.option("--verified-by", "verifier", required=True, metavar="USER",
+@click.option("--verified-by", "verifier", metavar="USER",
               help="Second person (pharmacist or investigator) who verifies the dose.")
 @click.option("--deviation", metavar="REASON", help="Reason for dispensing outside the window.")
 @click.option("--password-stdin", is_flag=True,
               help="Read your signing password, then the verifier's, from stdin.")
+@click.option("--site", metavar="SITE", envvar="LOTRACK_SITE",
+              help="Site whose stock a proposal comes from [env LOTRACK_SITE; default: the one "
+                   "site holding dispensable stock].")
+@output_options
 @pass_app
 def dispense(app: App, subject: str, serials: tuple[str, ...], scans: tuple[str, ...],
              substitute: str | None, label_path: Path | None, no_label: bool,
-             at_text: str | None, verifier: str, deviation: str | None,
-             password_stdin: bool) -> None:
+             at_text: str | None, verifier: str | None, deviation: str | None,
+             password_stdin: bool, site: str | None, as_json: bool) -> None:
     """Dispense SUBJECT's next due perfusion from the given vial(s).
+
+    Without --vial or --scan, propose the vial(s) to use, first expiry first out among
+    the confirmed, dispensable vials of the group's product at the site, with their
+    storage position; nothing is dispensed until the vials are scanned.
 
     Checks, in one transaction: the participant is enrolled and in an open cycle, the
     perfusion is the next one due and inside its window (or --deviation is given), every
@@ -57,9 +65,12 @@ def dispense(app: App, subject: str, serials: tuple[str, ...], scans: tuple[str,
     from lotrack.schemas.times import parse_datetime
     from lotrack.services import dosing
 
-    if not serials and not scans:
-        raise InvalidInput("give the vial(s) with --vial SERIAL or --scan TEXT")
     at = parse_datetime(at_text, app.settings.site_tz, "--at") if at_text else utcnow()
+    if not serials and not scans:
+        _propose(app, subject, at, site, as_json)
+        return
+    if not verifier:
+        raise InvalidInput("give the second person who verifies the dose: --verified-by USER")
     request = dosing.DispenseRequest(subject, tuple(s.strip() for s in serials), at, verifier,
                                      deviation, scans, substitute or app.settings.gs_substitute)
     password = read_password(password_stdin, "Your password (signature: dispensed)")
@@ -77,6 +88,26 @@ def dispense(app: App, subject: str, serials: tuple[str, ...], scans: tuple[str,
     _echo_dose(app, dose)
     if staged is not None:
         click.echo(f"Dose label: {staged.commit()[0]}")
+
+
+def _propose(app: App, subject: str, at: object, site: str | None, as_json: bool) -> None:
+    from lotrack.services import dosing
+
+    data = app.read(lambda s, actor: dosing.propose_vials(s, actor, subject, at, site,
+                                                          app.settings.site_tz))
+
+    def text() -> str:
+        lines = [f"Next due for {data['subject']}: cycle {data['cycle']} perfusion "
+                 f"{data['perfusion']} (group {data['group']}: {data['vials_needed']} vial(s) of "
+                 f"{data['product']}).",
+                 f"First expiry first out at {data['site']}:"]
+        lines += [f"  {v['serial']}  lot {v['lot']}  expires {v['expiry']}  at {v['location']} "
+                  f"position {v['position']}" for v in data["proposed"]]
+        lines.append(f"Scan each vial to dispense: lotrack dispense {data['subject']} --scan ... "
+                     "--verified-by USER")
+        return "\n".join(lines)
+
+    emit(data, as_json, text)
 
 
 def _stage_dose_label(app: App, session: Session, actor: User, dose_code: str,

@@ -31,10 +31,15 @@ def product() -> None:
 @click.option("--post-thaw-hours", type=float, default=4, show_default=True,
               help="Use-by window after thawing.")
 @click.option("--fill-ml", "fill_volume_ml", type=float, default=1.0, show_default=True)
+@click.option("--dnd-days", "dnd_days", type=int, default=0, show_default=True,
+              help="Do-not-dispense offset: days before expiry from which a vial is not dispensed.")
+@click.option("--dns-days", "dns_days", type=int, default=0, show_default=True,
+              help="Do-not-ship offset: days before expiry from which a vial is not shipped.")
 @pass_app
 def product_add(app: App, code: str, name: str, placebo: bool, vehicle: bool, gtin: str | None,
                 storage_condition: str, storage_max_c: float, shelf_life_days: int,
-                post_thaw_hours: float, fill_volume_ml: float) -> None:
+                post_thaw_hours: float, fill_volume_ml: float, dnd_days: int,
+                dns_days: int) -> None:
     """Add a product (QA).
 
     Example: lotrack product add IPSEXO --name "iPS-Exo intrauterine suspension" --gtin 09506000134352
@@ -48,7 +53,8 @@ def product_add(app: App, code: str, name: str, placebo: bool, vehicle: bool, gt
         "code": code, "name": name, "kind": kind, "gtin": gtin,
         "storage_condition": storage_condition, "storage_max_c": storage_max_c,
         "shelf_life_days": shelf_life_days, "post_thaw_hours": post_thaw_hours,
-        "fill_volume_ml": fill_volume_ml}, what="product")
+        "fill_volume_ml": fill_volume_ml, "do_not_dispense_days": dnd_days,
+        "do_not_ship_days": dns_days}, what="product")
     created = app.run(lambda s, actor: products.add_product(s, actor, product_in))
     click.echo(f"Product {created.code} added.")
 
@@ -67,7 +73,8 @@ def product_list(app: App, as_json: bool) -> None:
     rows = app.read(lambda s, actor: [
         {"code": p.code, "name": p.name, "kind": p.kind, "gtin": p.gtin,
          "storage": p.storage_condition, "shelf_life_days": p.shelf_life_days,
-         "post_thaw_hours": p.post_thaw_hours, "fill_ml": p.fill_volume_ml}
+         "post_thaw_hours": p.post_thaw_hours, "fill_ml": p.fill_volume_ml,
+         "dnd_days": p.do_not_dispense_days, "dns_days": p.do_not_ship_days}
         for p in products.list_products(s)])
     emit(rows, as_json, lambda: table(rows))
 
@@ -124,7 +131,7 @@ def spec_show(app: App, product_code: str, version: int | None, as_json: bool) -
     """
     from lotrack.render.tables import table
     from lotrack.services import specifications
-    from lotrack.services.qc import limit_text
+    from lotrack.services.qc import alert_text, limit_text
 
     def read(s, actor):
         found = specifications.get_spec(s, product_code, version)
@@ -132,13 +139,16 @@ def spec_show(app: App, product_code: str, version: int | None, as_json: bool) -
         return {"product": product_code, "version": found.version, "status": found.status,
                 "attributes": [{"name": a.name, "label": a.label, "unit": a.unit,
                                 "method": a.method, "limit": limit_text(a), "min": a.min,
-                                "max": a.max, "expected": a.expected, "required": a.required}
+                                "max": a.max, "alert": alert_text(a), "alert_min": a.alert_min,
+                                "alert_max": a.alert_max, "expected": a.expected,
+                                "required": a.required}
                                for a in content.attributes]}
 
     data = app.read(read)
     emit(data, as_json, lambda: f"{data['product']} specification version {data['version']} "
          f"({data['status']})\n" + table(data["attributes"],
-                                         ["name", "unit", "limit", "method", "required"]))
+                                         ["name", "unit", "limit", "alert", "method",
+                                          "required"]))
 
 
 @click.group()
@@ -150,7 +160,9 @@ def lot() -> None:
 @click.argument("lot_number", metavar="LOT")
 @click.option("--product", "product_code", required=True)
 @click.option("--manufactured", required=True, metavar="DATE")
-@click.option("--expiry", required=True, metavar="DATE")
+@click.option("--expiry", required=True, metavar="DATE[THH:MM]",
+              help="Expiry date; with a time of day (site time) when the lot expires at one, "
+                   "else it lasts to the end of the day.")
 @click.option("--vials", type=int, required=True, help="Number of vials filled.")
 @click.option("--cell-line", default="not applicable", help="Source iPSC line.")
 @click.option("--cell-bank", default="not applicable", help="Cell bank id.")
@@ -169,8 +181,10 @@ def lot_register(app: App, lot_number: str, product_code: str, manufactured: str
     from lotrack.schemas.lots import LotIn
     from lotrack.services import lots
 
+    expiry_day, _, expiry_time = expiry.strip().replace(" ", "T", 1).partition("T")
     lot_in = parse(LotIn, {"lot_number": lot_number, "product": product_code,
-                           "manufactured_on": manufactured, "expiry_on": expiry, "vials": vials,
+                           "manufactured_on": manufactured, "expiry_on": expiry_day,
+                           "expiry_time": expiry_time or None, "vials": vials,
                            "cell_line": cell_line, "cell_bank_id": cell_bank,
                            "passage": passage, "fill_volume_ml": fill_ml}, what="lot")
     created = app.run(lambda s, actor: lots.register_lot(s, actor, lot_in))
@@ -279,9 +293,56 @@ lot.add_command(_transition_command(
 lot.add_command(_transition_command(
     "hold", "on_hold", "Put a released lot on hold (QA, signed).",
     'lotrack lot hold EXO-2601 --reason "complaint under investigation"'))
-lot.add_command(_transition_command(
-    "recall", "recalled", "Recall a lot (QA, signed): its stock is quarantined.",
-    'lotrack lot recall EXO-2601 --reason "sterility failure on retained sample"'))
+
+
+@lot.command("recall")
+@click.argument("lot_number", metavar="LOT")
+@click.option("--reason", help="Why (recorded in the audit trail); required unless --dry-run.")
+@click.option("--dry-run", is_flag=True,
+              help="Only show what the recall would touch; change nothing.")
+@click.option("--password-stdin", is_flag=True, help="Read the signing password from stdin.")
+@LOT_PRODUCT
+@output_options
+@pass_app
+def lot_recall(app: App, lot_number: str, reason: str | None, dry_run: bool, password_stdin: bool,
+               product_code: str | None, as_json: bool) -> None:
+    """Recall a lot (QA, signed): its stock is quarantined, in one transaction.
+
+    With --dry-run, print what the recall would touch (vials in stock to quarantine,
+    participants exposed, doses dispensed but not yet administered) and change nothing.
+
+    Example: lotrack lot recall EXO-2601 --dry-run
+    """
+    from lotrack.errors import InvalidInput
+    from lotrack.services import lots, recall
+
+    impact = app.read(lambda s, actor: recall.recall_impact(s, actor, lot_number, product_code))
+    if dry_run:
+        emit(impact, as_json, lambda: _impact_text(impact))
+        return
+    if not reason or not reason.strip():
+        raise InvalidInput("give --reason for the recall (or --dry-run to see its impact)")
+    password = read_password(password_stdin, "Password (signature)")
+    changed = app.run(lambda s, actor: lots.transition(
+        s, actor, lot_number, "recalled", reason, password, app.settings.site_tz, product_code))
+    click.echo(f"Lot {changed.lot_number} is recalled.")
+    click.echo(_impact_text(impact, done=True))
+
+
+def _impact_text(impact: dict, done: bool = False) -> str:
+    verb = "were" if done else "would be"
+    stock = impact["vials_to_quarantine"]
+    lines = [] if done else [f"Recall of lot {impact['lot']} ({impact['product']}, now {impact['status']}):"]
+    if not impact["recall_allowed"]:
+        lines.append(f"  REFUSED: {impact['refusal']}")
+    lines.append(f"  {len(stock)} vial(s) in stock {verb} quarantined"
+                 + (": " + ", ".join(v["serial"] for v in stock) if stock else ""))
+    exposed = impact["participants_exposed"]
+    lines.append(f"  {len(exposed)} participant(s) exposed" + (": " + ", ".join(exposed) if exposed else ""))
+    for dose in impact["doses_dispensed_not_administered"]:
+        lines.append(f"  dose {dose['dose']} for {dose['participant']} is dispensed, not administered "
+                     f"(vials {', '.join(dose['vials'])}): it must not be given")
+    return "\n".join(lines)
 
 
 @lot.command("destroy")
@@ -374,8 +435,8 @@ def lot_show(app: App, lot_number: str, product_code: str | None, as_json: bool)
         head = {k: v for k, v in data.items() if k not in ("results", "signatures", "vials")}
         return "\n\n".join([
             record(head), "Vials: " + ", ".join(f"{k} {v}" for k, v in data["vials"].items()),
-            table(data["results"], ["attribute", "value", "unit", "limit", "verdict", "current",
-                                    "tested_on", "analyst", "correction_reason"]),
+            table(data["results"], ["attribute", "value", "unit", "limit", "verdict", "alert",
+                                    "current", "tested_on", "analyst", "correction_reason"]),
             table(data["signatures"], ["meaning", "printed_name", "signed_at"])])
 
     emit(data, as_json, text)
@@ -397,3 +458,44 @@ def lot_list(app: App, status: str | None, product_code: str | None, as_json: bo
     rows = app.read(lambda s, actor: lot_rows(s, actor, status, product_code,
                                               app.settings.site_tz))
     emit(rows, as_json, lambda: table(rows))
+
+
+@lot.command("compare")
+@click.argument("lot_numbers", metavar="LOT_A LOT_B [LOT ...]", nargs=-1, required=True)
+@LOT_PRODUCT
+@output_options
+@pass_app
+def lot_compare(app: App, lot_numbers: tuple[str, ...], product_code: str | None,
+                as_json: bool) -> None:
+    """Compare the current QC results of two or more lots side by side; the difference
+    (B - A for two lots, the spread max - min for more) is also shown as a percentage of
+    the specification range.
+
+    Example: lotrack lot compare EXO-2601 EXO-2604
+    """
+    from lotrack.render.tables import table
+    from lotrack.services.consistency import compare_lots
+
+    data = app.read(lambda s, actor: compare_lots(s, actor, lot_numbers, product_code))
+
+    def text() -> str:
+        numbers = [lot["lot"] for lot in data["lots"]]
+
+        def shown(value: object) -> str:
+            if value is None:
+                return ""
+            return f"{value:+.4g}" if isinstance(value, float) else str(value)
+
+        rows = [{"attribute": a["attribute"], "unit": a["unit"], "specification": a["limit"],
+                 **{n: (a["values"][n] or "missing")
+                    + ("" if a["verdicts"][n] in ("pass", "missing") else f" ({a['verdicts'][n]})")
+                    for n in numbers},
+                 "difference": shown(a["difference"]),
+                 "% of spec range": "" if a["pct_of_spec_range"] is None
+                 else f"{a['pct_of_spec_range']:+.2f}",
+                 "note": a["note"]} for a in data["attributes"]]
+        head = ", ".join(f"{lot['lot']} ({lot['status']}, made {lot['manufactured']}, spec "
+                         f"v{lot['spec_version']})" for lot in data["lots"])
+        return f"{data['product']}: {head}\n\n" + table(rows)
+
+    emit(data, as_json, text)

@@ -37,6 +37,10 @@ COMMANDS = {
     "dose": "lotrack.cli.dosing:dose",
     "label": "lotrack.cli.labels:label",
     "scan": "lotrack.cli.labels:scan",
+    "trace": "lotrack.cli.trace:trace",
+    "ae": "lotrack.cli.safety:ae",
+    "export": "lotrack.cli.safety:export",
+    "shipment": "lotrack.cli.shipments:shipment",
 }
 
 SHORT_HELP = {
@@ -53,7 +57,7 @@ SHORT_HELP = {
     "lot": "GMP lots: register, QC, release, hold, recall, destroy, receive.",
     "storage": "Storage locations and temperature excursions.",
     "vial": "Vials: list, show, move.",
-    "report": "Documents: certificate of analysis, accountability.",
+    "report": "Documents: CoA, accountability, custody, consistency, safety, manifest; verify.",
     "protocol": "Protocol versions: groups, treatment cycle, eligibility.",
     "participant": "Participants: enrol, list, show, withdraw, schedule.",
     "surgery": "Record an adhesiolysis (opens a treatment cycle).",
@@ -63,6 +67,10 @@ SHORT_HELP = {
     "dose": "Record a dose wasted or returned.",
     "label": "Print vial, box and patient-dose labels (GS1 barcodes).",
     "scan": "Identify a scanned barcode and check it against the database.",
+    "trace": "Forward and backward traces: lot, vial, participant, adverse event.",
+    "ae": "Adverse events (CTCAE v5.0): record, correct, list, show.",
+    "export": "Data exports: CDISC SDTM EX, AE and DA.",
+    "shipment": "Shipments to the site: dispatch, receipt, confirmation by scan, manifest.",
 }
 
 

@@ -74,20 +74,33 @@ def vial() -> None:
 
 
 @vial.command("list")
-@click.option("--lot", "lot_number", required=True)
+@click.option("--lot", "lot_number", help="The vials of this lot.")
+@click.option("--site", metavar="SITE", help="The vials stored at this site.")
+@click.option("--dispensable", is_flag=True,
+              help="Only vials that can be dispensed now, first expiry first out.")
 @click.option("--product", "product_code")
 @output_options
 @pass_app
-def vial_list(app: App, lot_number: str, product_code: str | None, as_json: bool) -> None:
-    """List the vials of a lot with status and storage position.
+def vial_list(app: App, lot_number: str | None, site: str | None, dispensable: bool,
+              product_code: str | None, as_json: bool) -> None:
+    """List vials with status and storage position: a lot's, or those stored at a site;
+    with --dispensable, only confirmed vials that can be dispensed now, in the order
+    dispensing proposes them (first expiry first out).
 
-    Example: lotrack vial list --lot EXO-2601
+    Example: lotrack vial list --site BJ-SITE --dispensable
     """
+    from lotrack.errors import InvalidInput
     from lotrack.render.tables import table
-    from lotrack.services.vial_views import vial_rows
+    from lotrack.services.vial_views import stock_rows, vial_rows
 
-    rows = app.read(lambda s, actor: vial_rows(s, actor, lot_number, product_code))
-    emit(rows, as_json, lambda: table(rows))
+    if not lot_number and not site and not dispensable:
+        raise InvalidInput("give --lot LOT or --site SITE (and --dispensable for usable stock)")
+    if lot_number and not site and not dispensable:
+        rows = app.read(lambda s, actor: vial_rows(s, actor, lot_number, product_code))
+    else:
+        rows = app.read(lambda s, actor: stock_rows(s, actor, site, product_code, lot_number,
+                                                    dispensable, app.settings.site_tz))
+    emit(rows, as_json, lambda: table(rows, empty="(no vial)"))
 
 
 @vial.command("show")

@@ -20,7 +20,7 @@ __all__ = ["DEMO_PASSWORD", "SITE_TZ", "build_demo"]
 
 def build_demo(out: Path, say: Callable[[str], None]) -> Path:
     """Create `out`/lotrack.db from scratch and run the trial through it."""
-    from lotrack.demo import outputs, supply, trial
+    from lotrack.demo import consistency, outputs, safety, supply, trial
 
     out.mkdir(parents=True, exist_ok=True)
     db_path = out / "lotrack.db"
@@ -34,6 +34,9 @@ def build_demo(out: Path, say: Callable[[str], None]) -> Path:
     protocol = trial.load_protocol(demo)  # labels carry its trial code and sponsor
     supply.make_lots(demo)
     trial.run_trial(demo, protocol)
+    safety.record_adverse_events(demo)
     outputs.write_outputs(demo)
+    consistency.write_consistency(demo)
+    safety.write_safety_outputs(demo)
     engine.dispose()
     return db_path

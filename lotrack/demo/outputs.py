@@ -29,8 +29,10 @@ def write_outputs(demo: Demo) -> None:
 
     prov, coas, darf = demo.read(issue)
     for number, content in coas.items():
-        write_coa(coa_dir / f"{number}-coa.pdf", content, prov, SITE_TZ)
-    write_accountability_pdf(demo.out / "accountability.pdf", darf, prov, SITE_TZ)
+        write_coa(coa_dir / f"{number}-coa.pdf", content, prov, SITE_TZ,
+                  {"report": "coa", "params": {"lot": number, "product": None}})
+    write_accountability_pdf(demo.out / "accountability.pdf", darf, prov, SITE_TZ,
+                             {"report": "accountability", "params": {"lot": None, "product": None}})
     write_accountability_csv(demo.out / "accountability.csv", darf)
     demo.say(f"Wrote {len(coas)} certificates of analysis (coa/), the drug accountability "
              f"record (accountability.pdf, accountability.csv) to {demo.out}/")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from datetime import date, timedelta
 
 from lotrack import db
@@ -27,13 +28,27 @@ STAFF = [
 ]
 
 # (lot, product, manufactured, vials, QC adjustments); EXO-2603 fails endotoxin.
+# The modal particle size creeps upward from EXO-2509 on, well inside 50-200 nm: the
+# consistency report flags it out of trend (6 rising lots, then 2 of 3 beyond 2 sigma).
 LOTS = [
-    ("EXO-2601", "IPSEXO", date(2026, 1, 12), 60, {}),
+    ("EXO-2601", "IPSEXO", date(2026, 1, 12), 60, {"modal_particle_size": "117.4"}),
     ("PBO-2601", "PLACEBO", date(2026, 1, 15), 40, {}),
-    ("EXO-2602", "IPSEXO", date(2026, 2, 9), 60, {}),
-    ("EXO-2603", "IPSEXO", date(2026, 3, 9), 60, {"endotoxin": "1.2"}),
-    ("EXO-2604", "IPSEXO", date(2026, 4, 6), 60, {}),
+    ("EXO-2602", "IPSEXO", date(2026, 2, 9), 60, {"modal_particle_size": "118.1"}),
+    ("EXO-2603", "IPSEXO", date(2026, 3, 9), 60, {"endotoxin": "1.2",
+                                                 "modal_particle_size": "118.9"}),
+    ("EXO-2604", "IPSEXO", date(2026, 4, 6), 60, {"modal_particle_size": "119.6"}),
 ]
+# Earlier iPS-Exo lots of the same process (2025: other studies and stability), entered
+# retrospectively from their batch records and released, never shipped to this site: no
+# freezer box, no vial labels here. They give the consistency report its baseline.
+EARLIER_LOTS = [
+    ("EXO-2501", date(2025, 3, 3), "112.4"), ("EXO-2502", date(2025, 4, 7), "115.8"),
+    ("EXO-2503", date(2025, 5, 5), "113.1"), ("EXO-2504", date(2025, 6, 9), "114.9"),
+    ("EXO-2505", date(2025, 7, 7), "111.7"), ("EXO-2506", date(2025, 8, 4), "114.2"),
+    ("EXO-2507", date(2025, 9, 8), "113.0"), ("EXO-2508", date(2025, 10, 6), "114.6"),
+    ("EXO-2509", date(2025, 11, 3), "115.3"), ("EXO-2510", date(2025, 12, 8), "116.2"),
+]
+EARLIER_LOT_VIALS = 20
 NOMINAL = {  # attribute -> (value, unit, relative batch-to-batch variation)
     "particle_concentration": (3.1e11, "particles/mL", 0.08),
     "modal_particle_size": (114, "nm", 0.04),
@@ -83,8 +98,10 @@ def set_up_products(demo: Demo) -> None:
     demo.say("Products IPSEXO and PLACEBO with active QC specifications; 4 freezer boxes.")
 
 
-def _qc_rows(demo: Demo, product: str, tested: date, adjust: dict[str, str]) -> list[QcRowIn]:
+def _qc_rows(demo: Demo, product: str, tested: date, adjust: dict[str, str],
+             rng: random.Random | None = None) -> list[QcRowIn]:
     spec = load_spec_file(shipped_spec_path(product))
+    rng = rng or demo.rng
     rows = []
     for attr in spec.attributes:
         if attr.name in CATEGORICAL:
@@ -93,14 +110,39 @@ def _qc_rows(demo: Demo, product: str, tested: date, adjust: dict[str, str]) -> 
             value = "<0.05"
         else:
             nominal, _, cv = NOMINAL[attr.name]
-            value = f"{nominal * (1 + demo.rng.gauss(0, cv)):.4g}"
+            value = f"{nominal * (1 + rng.gauss(0, cv)):.4g}"
         rows.append(QcRowIn(attribute=attr.name, value=adjust.get(attr.name, value),
                             unit=attr.unit, method=attr.method, tested_on=tested,
                             analyst="QC analyst Xu Ming"))
     return rows
 
 
+def make_earlier_lots(demo: Demo) -> None:
+    """Register, QC and release the 2025 lots on one day of retrospective entry."""
+    # Their own random stream, so the trial's lots keep the values they always had; the
+    # seed is one whose chance variation breaks no trend rule, so the report shows the
+    # planned drift (and nothing the demo cannot explain).
+    rng = random.Random(2043)
+    start = local(date(2026, 1, 9), 9)
+    for k, (number, made, size) in enumerate(EARLIER_LOTS):
+        at = start + timedelta(minutes=30 * k)
+        demo.act("qa.lee", at, lambda s, a, n=number, m=made: lots.register_lot(s, a, LotIn(
+            lot_number=n, product="IPSEXO", manufactured_on=m,
+            expiry_on=m + timedelta(days=360), vials=EARLIER_LOT_VIALS,
+            cell_line="iPSC-GD01 (clinical-grade)", cell_bank_id="MCB-2025-01", passage=18)))
+        rows = _qc_rows(demo, "IPSEXO", made + timedelta(days=10),
+                        {"modal_particle_size": size}, rng)
+        demo.act("qa.lee", at + timedelta(minutes=10), lambda s, a, n=number, r=rows:
+                 qc.record_results(s, a, lots.get_lot(s, n), r, source="csv"))
+        demo.act("qa.huang", at + timedelta(minutes=20), lambda s, a, n=number: lots.transition(
+            s, a, n, "released", "retrospective entry: QC results within specification; "
+            "batch record reviewed", DEMO_PASSWORD, SITE_TZ))
+    demo.say(f"{len(EARLIER_LOTS)} earlier iPS-Exo lots (2025, not shipped to this site) "
+             "entered with their QC results and released.")
+
+
 def make_lots(demo: Demo) -> None:
+    make_earlier_lots(demo)
     boxes = iter(BOXES)  # each received lot gets a box of its own
     for number, product, made, vials, adjust in LOTS:
         demo.act("qa.lee", local(made, 16), lambda s, a, n=number, p=product, m=made, v=vials:
@@ -116,7 +158,7 @@ def make_lots(demo: Demo) -> None:
                  adj=adjust: qc.record_results(s, a, lots.get_lot(s, n),
                                                _qc_rows(demo, p, t, adj), source="csv"))
         decided = local(made + timedelta(days=14), 11)
-        if adjust:
+        if "endotoxin" in adjust:
             demo.act("qa.huang", decided, lambda s, a, n=number: lots.transition(
                 s, a, n, "rejected", "endotoxin 1.2 EU/mL exceeds the 0.5 EU/mL limit",
                 DEMO_PASSWORD, SITE_TZ))

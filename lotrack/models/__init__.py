@@ -21,6 +21,7 @@ from lotrack.models.participants import (
     TreatmentCycle,
 )
 from lotrack.models.safety import AdverseEvent
+from lotrack.models.shipments import Shipment, ShipmentVial
 from lotrack.models.users import ROLES, LoginSession, User, UserRole
 
 __all__ = [
@@ -40,6 +41,8 @@ __all__ = [
     "Product",
     "ProtocolVersion",
     "QcResult",
+    "Shipment",
+    "ShipmentVial",
     "Signature",
     "Specification",
     "StorageLocation",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, time
 
 from sqlalchemy import (
     Boolean,
@@ -13,6 +13,7 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
+    Time,
     UniqueConstraint,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -21,8 +22,10 @@ from lotrack.models.base import Base, UTCDateTime, iso
 
 PRODUCT_KINDS = ("active", "placebo", "vehicle")
 LOT_STATUSES = ("quarantine", "released", "rejected", "on_hold", "recalled", "destroyed")
+# in_transit: in a dispatched shipment, at no storage position; unconfirmed: received from
+# a shipment, stored, but its label not yet scanned (not dispensable); lost: its shipment was.
 VIAL_STATUSES = ("in_stock", "quarantined", "dispensed", "administered", "returned", "wasted",
-                 "destroyed")
+                 "destroyed", "in_transit", "unconfirmed", "lost")
 SPEC_STATUSES = ("draft", "active", "superseded")
 VERDICTS = ("pass", "fail", "not_evaluable")
 
@@ -48,6 +51,9 @@ class Product(Base):
     fill_volume_ml: Mapped[float] = mapped_column(Float)
     dosage_form: Mapped[str] = mapped_column(String(100))
     route: Mapped[str] = mapped_column(String(100))
+    # Days before expiry from which a vial is no longer dispensed, or shipped (RTSM offsets).
+    do_not_dispense_days: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    do_not_ship_days: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     created_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
 
@@ -64,7 +70,14 @@ class Product(Base):
                 "storage_condition": self.storage_condition, "storage_max_c": self.storage_max_c,
                 "shelf_life_days": self.shelf_life_days, "post_thaw_hours": self.post_thaw_hours,
                 "fill_volume_ml": self.fill_volume_ml, "dosage_form": self.dosage_form,
-                "route": self.route}
+                "route": self.route, **_offsets(self)}
+
+
+def _offsets(product: Product) -> dict[str, object]:
+    # Stated only when set: products recorded before the offsets existed keep the audited
+    # state they were recorded with, so `audit verify` still holds after the upgrade.
+    return {k: v for k, v in (("do_not_dispense_days", product.do_not_dispense_days),
+                              ("do_not_ship_days", product.do_not_ship_days)) if v}
 
 
 class Specification(Base):
@@ -114,6 +127,8 @@ class Lot(Base):
     specification_id: Mapped[int] = mapped_column(ForeignKey("specifications.id"))
     manufactured_on: Mapped[date] = mapped_column(Date)
     expiry_on: Mapped[date] = mapped_column(Date)
+    # Site-local time of day the lot expires; none: the end of the expiry day.
+    expiry_time: Mapped[time | None] = mapped_column(Time, nullable=True)
     cell_line: Mapped[str] = mapped_column(String(100))
     cell_bank_id: Mapped[str] = mapped_column(String(100))
     passage: Mapped[int] = mapped_column(Integer)
@@ -142,7 +157,10 @@ class Lot(Base):
                 "fill_volume_ml": self.fill_volume_ml, "status": self.status,
                 "qa_review_needed": self.qa_review_needed,
                 "destroyed_quantity": self.destroyed_quantity,
-                "destroyed_witness_id": self.destroyed_witness_id}
+                "destroyed_witness_id": self.destroyed_witness_id,
+                # Only when given, for the same reason as the product's offsets.
+                **({"expiry_time": self.expiry_time.isoformat(timespec="minutes")}
+                   if self.expiry_time is not None else {})}
 
 
 class QcResult(Base):

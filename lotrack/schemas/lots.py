@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import re
-from datetime import date
+from datetime import date, time
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -38,6 +38,17 @@ class ProductIn(_Strict):
     fill_volume_ml: float = Field(default=1.0, gt=0, le=1000)
     dosage_form: str = Field(default="Suspension for intrauterine perfusion", max_length=100)
     route: str = Field(default="Intrauterine", max_length=100)
+    # RTSM offsets: a vial is not dispensed, or not shipped, this many days before expiry.
+    do_not_dispense_days: int = Field(default=0, ge=0, le=3650)
+    do_not_ship_days: int = Field(default=0, ge=0, le=3650)
+
+    @model_validator(mode="after")
+    def _offsets(self) -> ProductIn:
+        # A vial shipped inside the do-not-dispense offset would arrive unusable.
+        if self.do_not_ship_days < self.do_not_dispense_days:
+            raise ValueError(f"the do-not-ship offset ({self.do_not_ship_days} days) must be at "
+                             f"least the do-not-dispense offset ({self.do_not_dispense_days} days)")
+        return self
 
     @field_validator("kind")
     @classmethod
@@ -67,6 +78,10 @@ class SpecAttributeIn(_Strict):
     max: float | None = None
     expected: str | None = None
     required: bool = True
+    # Alert limits (SENAITE's "shoulders"): inside the specification limits; a result
+    # beyond them still passes but is flagged for QA.
+    alert_min: float | None = None
+    alert_max: float | None = None
 
     @model_validator(mode="after")
     def _limits(self) -> SpecAttributeIn:
@@ -74,16 +89,48 @@ class SpecAttributeIn(_Strict):
         if numeric == (self.expected is not None):
             raise ValueError(f"{self.name}: give numeric limits (min and/or max) or an expected "
                              "result, not both or neither")
-        for bound in (self.min, self.max):
+        for bound in (self.min, self.max, self.alert_min, self.alert_max):
             if bound is not None and not math.isfinite(bound):
                 raise ValueError(f"{self.name}: limits must be finite numbers")
         if self.min is not None and self.max is not None and self.min > self.max:
             raise ValueError(f"{self.name}: min is above max")
+        self._check_alert_limits()
         return self
+
+    def _check_alert_limits(self) -> None:
+        if self.alert_min is None and self.alert_max is None:
+            return
+        if not numeric_limits(self):
+            raise ValueError(f"{self.name}: alert limits need numeric specification limits")
+        if self.alert_min is not None:
+            if self.min is None:
+                raise ValueError(f"{self.name}: alert_min needs a min to lie inside")
+            if not self.min < self.alert_min:
+                raise ValueError(f"{self.name}: alert_min {self.alert_min:g} must be above min "
+                                 f"{self.min:g}")
+            if self.max is not None and not self.alert_min < self.max:
+                raise ValueError(f"{self.name}: alert_min {self.alert_min:g} must be below max "
+                                 f"{self.max:g}")
+        if self.alert_max is not None:
+            if self.max is None:
+                raise ValueError(f"{self.name}: alert_max needs a max to lie inside")
+            if not self.alert_max < self.max:
+                raise ValueError(f"{self.name}: alert_max {self.alert_max:g} must be below max "
+                                 f"{self.max:g}")
+            if self.min is not None and not self.min < self.alert_max:
+                raise ValueError(f"{self.name}: alert_max {self.alert_max:g} must be above min "
+                                 f"{self.min:g}")
+        if (self.alert_min is not None and self.alert_max is not None
+                and self.alert_min > self.alert_max):
+            raise ValueError(f"{self.name}: alert_min is above alert_max")
 
     @property
     def numeric(self) -> bool:
         return self.expected is None
+
+
+def numeric_limits(attr: SpecAttributeIn) -> bool:
+    return attr.min is not None or attr.max is not None
 
 
 class SpecFile(_Strict):
@@ -117,6 +164,8 @@ class LotIn(_Strict):
     product: str = Field(pattern=CODE)
     manufactured_on: date
     expiry_on: date
+    # The time of day the lot expires, site time; none: the end of the expiry day.
+    expiry_time: time | None = None
     vials: int = Field(gt=0, le=100_000)
     cell_line: str = Field(default="not applicable", min_length=1, max_length=100)
     cell_bank_id: str = Field(default="not applicable", min_length=1, max_length=100)

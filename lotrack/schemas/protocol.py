@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import tomllib
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -91,11 +92,19 @@ class Eligibility(_Strict):
         return self
 
 
+class Supply(_Strict):
+    # What a product's do-not-dispense offset counts back from: the dispensing itself, or
+    # the planned time of the cycle's last perfusion (so that a vial dispensed for
+    # perfusion 1 would still have been in date for the whole cycle).
+    do_not_dispense_reference: Literal["dispensing", "last_perfusion"] = "dispensing"
+
+
 class ProtocolFile(_Strict):
     protocol: ProtocolHeader
     groups: list[Group] = Field(min_length=1)
     cycle: Cycle
     eligibility: Eligibility
+    supply: Supply = Field(default_factory=Supply)
 
     @model_validator(mode="after")
     def _groups(self) -> ProtocolFile:

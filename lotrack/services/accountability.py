@@ -105,7 +105,7 @@ def _reconcile(session: Session, lot: Lot, status: Counter[str],
         "dispensed": status["dispensed"] + status["administered"],
         "wasted": status["wasted"], "returned": status["returned"],
         "destroyed": status["destroyed"],
-        "in_stock": status["in_stock"] + status["quarantined"],
+        "in_stock": status["in_stock"] + status["quarantined"] + status["unconfirmed"],
     }
     accounted = sum(counts[k] for k in RECONCILED)
     flags = []

@@ -33,12 +33,16 @@ def certificate_of_analysis(session: Session, actor: User, lot_number: str,
     rows = []
     for attr in spec.attributes:
         result = current.get(attr.name)
+        alert = qc.alert_of(attr, result.value_text, result.verdict) if result else None
         rows.append({"attribute": attr.label, "name": attr.name, "unit": attr.unit,
                      "method": attr.method, "limit": qc.limit_text(attr),
                      "result": result.value_text if result else "not tested",
                      "verdict": result.verdict if result else "missing",
                      "tested_on": iso(result.tested_on) if result else None,
-                     "analyst": result.analyst if result else None})
+                     "analyst": result.analyst if result else None,
+                     # Only when flagged, so certificates issued before alert limits
+                     # existed still verify against the database.
+                     **({"alert": alert, "alert_limits": qc.alert_text(attr)} if alert else {})})
     changes = [{"attribute": r.attribute, "old_value": r.value_text, "unit": r.unit,
                 "entered_at": iso(r.entered_at),
                 "replaced_by": next((c.value_text for c in results if c.supersedes_id == r.id),

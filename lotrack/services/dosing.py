@@ -95,9 +95,23 @@ def _verifier(session: Session, actor: User, username: str, password: str | None
     return verifier
 
 
+def offset_reference(protocol: ProtocolFile, slot: DueSlot, at: datetime,
+                     site_tz: ZoneInfo) -> tuple[datetime, str]:
+    """What the do-not-dispense offset counts back from, as the protocol file says: the
+    dispensing, or the planned last perfusion of the cycle (the dispensing when later)."""
+    if protocol.supply.do_not_dispense_reference == "dispensing":
+        return at, "the dispensing"
+    last = protocol.cycle.perfusions[-1]
+    planned = slot.cycle.surgery.performed_at + timedelta(hours=last.target_hours)
+    if at >= planned:
+        return at, "the dispensing"
+    return planned, (f"the planned last perfusion of cycle {slot.cycle.number} at "
+                     f"{planned.astimezone(site_tz):%Y-%m-%d %H:%M}")
+
+
 def _vials_for_dose(session: Session, serials: tuple[str, ...], count: int,
                     product: Product, use_by: datetime, at: datetime,
-                    site_tz: ZoneInfo) -> list[Vial]:
+                    site_tz: ZoneInfo, reference: tuple[datetime, str] | None = None) -> list[Vial]:
     if len(serials) != count:
         raise RuleViolation(f"this group's dose is {count} vial(s); {len(serials)} given")
     if len(set(serials)) != len(serials):
@@ -106,7 +120,7 @@ def _vials_for_dose(session: Session, serials: tuple[str, ...], count: int,
     for serial in serials:
         vial = get_vial(session, serial, lock=True)
         lot: Lot = vial.lot
-        problems = lot_rules.dispensing_problems(lot, vial, at, site_tz)
+        problems = lot_rules.dispensing_problems(lot, vial, at, site_tz, *(reference or ()))
         if lot.product_id != product.id:
             problems.append(f"its product is {lot.product.code} but the participant's group "
                             f"receives {product.code}")
@@ -153,7 +167,8 @@ def dispense_perfusion(session: Session, actor: User, request: DispenseRequest,
         scanning.serial_for_dispensing(session, text, request.gs_substitute, site_tz)
         for text in request.scans)
     vials = _vials_for_dose(session, serials, group.vials_per_perfusion, product,
-                            use_by, request.at, site_tz)
+                            use_by, request.at, site_tz,
+                            offset_reference(protocol, slot, request.at, site_tz))
     verifier = _verifier(session, actor, request.verifier, verifier_password)
     reauthenticate(session, actor, password, DISPENSED_MEANING)
     dose = Dose(
@@ -174,6 +189,44 @@ def dispense_perfusion(session: Session, actor: User, request: DispenseRequest,
     audit.sign(session, actor, DISPENSED_MEANING, "dose", dose.dose_code, state)
     audit.sign(session, verifier, VERIFIED_MEANING, "dose", dose.dose_code, state)
     return dose
+
+
+def propose_vials(session: Session, actor: User, subject_id: str, at: datetime,
+                  site: str | None, site_tz: ZoneInfo) -> dict[str, object]:
+    """The vials to dispense for the participant's next due perfusion, first expiry first
+    out, with where each is stored. A proposal only: the pharmacist scans the vial, and
+    dispensing checks it again."""
+    from lotrack.services import stock
+
+    require_role(actor, "pharmacist", action="choosing vials to dispense")
+    participant = get_participant(session, subject_id)
+    if participant.status != "enrolled":
+        raise RuleViolation(f"participant {participant.subject_id} is {participant.status}: no "
+                            "dose can be dispensed")
+    protocol = protocol_content(participant.protocol_version)
+    group = protocol.group(participant.group_code)
+    slot = next_due(session, participant, protocol)
+    reference, reference_text = offset_reference(protocol, slot, at, site_tz)
+    available = stock.dispensable_stock(session, at, site_tz, group.product, site, reference,
+                                        reference_text)
+    if site is None:
+        sites = sorted({stock.site_of(v.location) for v in available})
+        if len(sites) > 1:
+            raise InvalidInput(f"{group.product} can be dispensed at {', '.join(sites)}: give "
+                               "--site (or LOTRACK_SITE)")
+        site = sites[0] if sites else None
+    needed = group.vials_per_perfusion
+    if len(available) < needed:
+        where = f" at {site}" if site else ""
+        raise RuleViolation(f"only {len(available)} dispensable vial(s) of {group.product}"
+                            f"{where}; perfusion {slot.perfusion.number} of cycle "
+                            f"{slot.cycle.number} of {participant.subject_id} needs {needed}")
+    return {"subject": participant.subject_id, "group": group.code, "product": group.product,
+            "cycle": slot.cycle.number, "perfusion": slot.perfusion.number, "site": site,
+            "vials_needed": needed,
+            "proposed": [{"serial": v.serial, "lot": v.lot, "expiry": v.expiry,
+                          "location": v.location, "position": v.position}
+                         for v in available[:needed]]}
 
 
 def get_dose(session: Session, dose_code: str, lock: bool = False) -> Dose:
@@ -212,11 +265,18 @@ def administer(session: Session, actor: User, dose_code: str, at: datetime,
         raise InvalidInput("an administration time cannot be in the future")
     if volume_ml is not None and not (0 < volume_ml <= 100 and math.isfinite(volume_ml)):
         raise InvalidInput(f"volume {volume_ml} mL is not plausible")
+    vials = _dose_vials(session, dose)
+    # A lot put on hold or recalled after dispensing must not reach the participant.
+    blocked = sorted({f"lot {v.lot.lot_number} is {v.lot.status}" for v in vials
+                      if v.lot.status != "released"})
+    if blocked:
+        raise RuleViolation(f"dose {dose.dose_code} must not be given: {'; '.join(blocked)}; "
+                            f"record it returned (`lotrack dose return {dose.dose_code} --reason ...`)")
     before = dose.audit_state()
     dose.status, dose.administered_at = "administered", at
     dose.administered_by_id, dose.volume_ml = actor.id, volume_ml
     audit.record_row(session, actor, dose, "administer", before)
-    for vial in _dose_vials(session, dose):
+    for vial in vials:
         set_vial_status(session, actor, vial, "administered",
                                   reason=f"dose {dose.dose_code}")
     return dose

@@ -32,7 +32,7 @@ from lotrack.services.storage import get_location
 from lotrack.services.vials import check_serial, vials_of_lot
 
 PRINTER_ROLES = ("pharmacist", "qa")
-LABELLED_VIAL_STATUSES = ("in_stock", "quarantined")
+LABELLED_VIAL_STATUSES = ("in_stock", "quarantined", "unconfirmed")
 CTU = "For clinical trial use only"
 
 

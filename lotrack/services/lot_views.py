@@ -46,6 +46,7 @@ def lot_detail(session: Session, actor: User, lot_number: str, product_code: str
     lot = lots.get_lot(session, lot_number, product_code)
     spec = spec_content(lot.specification)
     limits = {a.name: qc.limit_text(a) for a in spec.attributes}
+    attributes = {a.name: a for a in spec.attributes}
     vial_counts = dict(session.execute(select(Vial.status, func.count()).where(
         Vial.lot_id == lot.id).group_by(Vial.status)).all())
     return {
@@ -55,12 +56,16 @@ def lot_detail(session: Session, actor: User, lot_number: str, product_code: str
         "cell_line": lot.cell_line, "cell_bank": lot.cell_bank_id, "passage": lot.passage,
         "vial_count": lot.vial_count, "fill_ml": lot.fill_volume_ml,
         "specification": f"{lot.product.code} v{lot.specification.version}",
+        "expires_at": lots.expiry_text(lot, site_tz),
         "qa_review_needed": lot.qa_review_needed,
+        "qc_alerts": [f"{a['attribute']}: {a['detail']}" for a in qc.current_alerts(session, lot)],
         "release_blockers": qc.release_blockers(session, lot) if lot.status == "quarantine"
         else [],
         "vials": vial_counts,
         "results": [{"attribute": r.attribute, "value": r.value_text, "unit": r.unit,
                      "limit": limits.get(r.attribute, ""), "verdict": r.verdict,
+                     "alert": (qc.alert_of(attributes[r.attribute], r.value_text, r.verdict)
+                               if r.attribute in attributes and not r.superseded else None),
                      "current": not r.superseded, "method": r.method,
                      "tested_on": r.tested_on.isoformat(), "analyst": r.analyst,
                      "correction_reason": r.correction_reason}

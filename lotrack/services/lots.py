@@ -8,10 +8,10 @@ released -> recalled; any lot not destroyed -> destroyed (quantity and witness).
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import insert, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
 from lotrack import audit
@@ -38,6 +38,8 @@ TRANSITIONS: dict[tuple[str, str], str] = {
        ("quarantine", "released", "rejected", "on_hold", "recalled")},
 }
 USABLE_VIAL = "in_stock"
+# Vials at hand at a storage location: what a recall quarantines and a destruction counts.
+AT_HAND = ("in_stock", "quarantined", "unconfirmed")
 
 
 def get_lot(session: Session, lot_number: str, product_code: str | None = None,
@@ -57,8 +59,25 @@ def get_lot(session: Session, lot_number: str, product_code: str | None = None,
 
 
 def expires_at(lot: Lot, site_tz: ZoneInfo) -> datetime:
-    """A lot is usable until the end of its expiry day, site time (as IRT systems do)."""
+    """A lot is usable until its expiry time, site time; without one, until the end of its
+    expiry day (as IRT systems do)."""
+    if lot.expiry_time is not None:
+        return datetime.combine(lot.expiry_on, lot.expiry_time, tzinfo=site_tz).astimezone(UTC)
     return end_of_day(lot.expiry_on, site_tz)
+
+
+def expiry_text(lot: Lot, site_tz: ZoneInfo) -> str:
+    return f"{expires_at(lot, site_tz).astimezone(site_tz):%Y-%m-%d %H:%M} {site_tz.key}"
+
+
+def offset_problem(lot: Lot, reference: datetime, days: int, site_tz: ZoneInfo,
+                   offset: str, reference_text: str) -> str | None:
+    """Refused when the lot expires less than `days` whole days after `reference`: at
+    exactly `days` days before expiry a vial is still usable, one second later it is not."""
+    if days <= 0 or reference <= expires_at(lot, site_tz) - timedelta(days=days):
+        return None
+    return (f"lot {lot.lot_number} expires {expiry_text(lot, site_tz)}, within the "
+            f"{offset} offset of {days} day(s) from {reference_text}")
 
 
 def effective_status(lot: Lot, at: datetime, site_tz: ZoneInfo) -> str:
@@ -87,6 +106,7 @@ def register_lot(session: Session, actor: User, lot_in: LotIn, today: date | Non
                             "activate one first")
     lot = Lot(lot_number=lot_in.lot_number, product_id=product.id, specification_id=spec.id,
               manufactured_on=lot_in.manufactured_on, expiry_on=lot_in.expiry_on,
+              expiry_time=lot_in.expiry_time,
               cell_line=lot_in.cell_line, cell_bank_id=lot_in.cell_bank_id,
               passage=lot_in.passage, vial_count=lot_in.vials,
               fill_volume_ml=lot_in.fill_volume_ml or product.fill_volume_ml,
@@ -160,6 +180,11 @@ def _check_destruction(session: Session, actor: User, lot: Lot,
                        witness: tuple[str, str | None] | None, quantity: int | None) -> User:
     if quantity is None or quantity < 0:
         raise InvalidInput("destruction needs the quantity destroyed (0 or more)")
+    travelling = session.execute(select(func.count(Vial.id)).where(
+        Vial.lot_id == lot.id, Vial.status == "in_transit")).scalar_one()
+    if travelling:
+        raise RuleViolation(f"lot {lot.lot_number} has {travelling} vial(s) in transit: receive "
+                            "the shipment, or report it lost, before destroying the lot")
     in_stock = len(_stock(session, lot))
     if quantity != in_stock:
         raise RuleViolation(f"lot {lot.lot_number} has {in_stock} vial(s) in stock; the "
@@ -178,7 +203,7 @@ def _check_destruction(session: Session, actor: User, lot: Lot,
 
 def _stock(session: Session, lot: Lot) -> list[Vial]:
     return list(session.execute(select(Vial).where(
-        Vial.lot_id == lot.id, Vial.status.in_(("in_stock", "quarantined")))
+        Vial.lot_id == lot.id, Vial.status.in_(AT_HAND))
         .with_for_update()).scalars())
 
 
@@ -189,20 +214,57 @@ def _withdraw_stock(session: Session, actor: User, lot: Lot, to: str, reason: st
             set_vial_status(session, actor, vial, new_status, f"lot {to}: {reason}")
 
 
-def dispensing_problems(lot: Lot, vial: Vial, at: datetime, site_tz: ZoneInfo) -> list[str]:
-    """Why `vial` may not be dispensed at `at`, from the lot and vial side (empty: it may)."""
+def dispensing_problems(lot: Lot, vial: Vial, at: datetime, site_tz: ZoneInfo,
+                        reference: datetime | None = None,
+                        reference_text: str = "the dispensing") -> list[str]:
+    """Why `vial` may not be dispensed at `at`, from the lot and vial side (empty: it may).
+
+    The product's do-not-dispense offset counts back from `reference` (the protocol's
+    choice: the dispensing itself, or the planned last perfusion of the cycle)."""
     problems: list[str] = []
     status = effective_status(lot, at, site_tz)
     if status == "expired":
         problems.append(f"lot {lot.lot_number} expired on {lot.expiry_on}")
     elif status != "released":
         problems.append(f"lot {lot.lot_number} is {status.replace('_', ' ')}")
-    if vial.status != USABLE_VIAL:
+    else:
+        offset = offset_problem(lot, reference or at, lot.product.do_not_dispense_days, site_tz,
+                                "do-not-dispense", reference_text)
+        if offset:
+            problems.append(offset)
+    if vial.status == "unconfirmed":
+        problems.append("the vial was received but its label has not been scanned to confirm "
+                        "the receipt")
+    elif vial.status != USABLE_VIAL:
         problems.append(f"the vial is {vial.status.replace('_', ' ')}")
     if vial.on_hold:
         problems.append("the vial is on hold after a temperature excursion")
     if vial.received_at is None and vial.status == USABLE_VIAL:
         problems.append("the vial was never received into storage at the site")
+    return problems
+
+
+def lot_shipping_problems(lot: Lot, at: datetime, site_tz: ZoneInfo) -> list[str]:
+    """Why no vial of `lot` may be shipped at `at` (empty: it may): only released, in-date
+    lots outside the product's do-not-ship offset are shipped."""
+    status = effective_status(lot, at, site_tz)
+    if status == "expired":
+        return [f"lot {lot.lot_number} expired on {lot.expiry_on}"]
+    if status != "released":
+        return [f"lot {lot.lot_number} is {status.replace('_', ' ')}: only released lots are "
+                "shipped"]
+    offset = offset_problem(lot, at, lot.product.do_not_ship_days, site_tz, "do-not-ship",
+                            f"shipping on {at.astimezone(site_tz):%Y-%m-%d %H:%M}")
+    return [offset] if offset else []
+
+
+def shipping_problems(lot: Lot, vial: Vial, at: datetime, site_tz: ZoneInfo) -> list[str]:
+    """Why `vial` may not be shipped at `at` (empty: it may)."""
+    problems = lot_shipping_problems(lot, at, site_tz)
+    if vial.status != USABLE_VIAL:
+        problems.append(f"the vial is {vial.status.replace('_', ' ')}")
+    if vial.on_hold:
+        problems.append("the vial is on hold after a temperature excursion")
     return problems
 
 

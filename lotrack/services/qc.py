@@ -38,6 +38,38 @@ def limit_text(attr: SpecAttributeIn) -> str:
     return f">= {attr.min:g}" if attr.min is not None else f"<= {attr.max:g}"
 
 
+def alert_text(attr: SpecAttributeIn) -> str:
+    """The alert limits of an attribute ('' when it has none)."""
+    if attr.alert_min is not None and attr.alert_max is not None:
+        return f"{attr.alert_min:g} - {attr.alert_max:g}"
+    if attr.alert_min is not None:
+        return f">= {attr.alert_min:g}"
+    return f"<= {attr.alert_max:g}" if attr.alert_max is not None else ""
+
+
+def alert_of(attr: SpecAttributeIn, value_text: str, verdict: str) -> str | None:
+    """Why a passing result is flagged for QA: beyond an alert limit (strictly), inside its
+    specification. A censored result is flagged when what it stands for may be beyond."""
+    if verdict != "pass" or (attr.alert_min is None and attr.alert_max is None):
+        return None
+    parsed = _number(value_text)
+    if parsed is None:
+        return None
+    qualifier, number = parsed
+    low, high = number, number
+    if qualifier.startswith("<"):
+        low = -math.inf
+    elif qualifier.startswith(">"):
+        high = math.inf
+    if attr.alert_min is not None and low < attr.alert_min:
+        return (f"{value_text.strip()} is below the alert limit {attr.alert_min:g} "
+                f"(specification {limit_text(attr)})")
+    if attr.alert_max is not None and high > attr.alert_max:
+        return (f"{value_text.strip()} is above the alert limit {attr.alert_max:g} "
+                f"(specification {limit_text(attr)})")
+    return None
+
+
 def _number(text: str) -> tuple[str, float] | None:
     """A numeric result, possibly censored ('<0.05', '>1e12'): (qualifier, value)."""
     raw = text.strip().replace(" ", "")
@@ -68,17 +100,39 @@ def evaluate(attr: SpecAttributeIn, value: str) -> Verdict:
     high = attr.max if attr.max is not None else math.inf
     if not qualifier:
         ok = low <= number <= high
-        return Verdict("pass" if ok else "fail", f"limits {limit_text(attr)}", number)
+        return _with_alert(attr, value, Verdict("pass" if ok else "fail",
+                                                f"limits {limit_text(attr)}", number))
     # A censored result (below or above a quantitation limit) is judged only when the
     # whole interval it stands for is inside, or outside, the limits.
     below = qualifier.startswith("<")
     lo, hi = (-math.inf, number) if below else (number, math.inf)
     if low <= lo and hi <= high:
-        return Verdict("pass", f"{qualifier}{number:g} within {limit_text(attr)}", number)
+        return _with_alert(attr, value, Verdict(
+            "pass", f"{qualifier}{number:g} within {limit_text(attr)}", number))
     if hi < low or lo > high:
         return Verdict("fail", f"{qualifier}{number:g} outside {limit_text(attr)}", number)
     return Verdict("not_evaluable", f"{qualifier}{number:g} cannot be judged against "
                    f"{limit_text(attr)}", number)
+
+
+def _with_alert(attr: SpecAttributeIn, value: str, verdict: Verdict) -> Verdict:
+    why = alert_of(attr, value, verdict.verdict)
+    if why is None:
+        return verdict
+    return Verdict(verdict.verdict, f"{verdict.detail}; ALERT: {why}", verdict.number)
+
+
+def current_alerts(session: Session, lot: Lot) -> list[dict[str, str]]:
+    """The lot's current results that pass but lie beyond an alert limit: flagged for QA."""
+    spec = _spec(lot)
+    flagged = []
+    for name, result in sorted(current_results(session, lot).items()):
+        attr = spec.attribute(name)
+        why = alert_of(attr, result.value_text, result.verdict) if attr else None
+        if why:
+            flagged.append({"attribute": name, "value": result.value_text, "unit": result.unit,
+                            "alert_limits": alert_text(attr), "detail": why})  # type: ignore[arg-type]
+    return flagged
 
 
 def _spec(lot: Lot) -> SpecFile:

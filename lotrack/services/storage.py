@@ -80,6 +80,11 @@ def _free_positions(session: Session, box: StorageLocation) -> list[int]:
     return [p for p in range(1, box.capacity + 1) if p not in taken]
 
 
+def free_positions(session: Session, box: StorageLocation) -> list[int]:
+    """The free positions of a box, in order; a location without a capacity is refused."""
+    return _free_positions(session, box)
+
+
 def receive_lot(session: Session, actor: User, lot: Lot, box_paths: list[str],
                 at: datetime) -> int:
     """Receive a lot's vials at the site into the free positions of the given boxes."""
@@ -107,8 +112,9 @@ def move_vial(session: Session, actor: User, serial: str, to_path: str,
               position: int | None) -> Vial:
     require_role(actor, *STORAGE_ROLES, action="moving a vial")
     vial = get_vial(session, serial, lock=True)
-    if vial.status not in ("in_stock", "quarantined"):
-        raise RuleViolation(f"vial {vial.serial} is {vial.status}; only stock can be moved")
+    if vial.status not in ("in_stock", "quarantined", "unconfirmed"):
+        raise RuleViolation(f"vial {vial.serial} is {vial.status.replace('_', ' ')}; only stock "
+                            "can be moved")
     box = get_location(session, to_path)
     free = _free_positions(session, box)
     if position is None:
@@ -141,7 +147,7 @@ def record_excursion(session: Session, actor: User, path: str, start: datetime, 
         StorageLocation.path == location.path, StorageLocation.path.like(f"{location.path}/%")))
     vials = list(session.execute(select(Vial).where(
         Vial.location_id.in_(under), Vial.received_at <= end,
-        Vial.status.in_(("in_stock", "quarantined"))).with_for_update()).scalars())
+        Vial.status.in_(("in_stock", "quarantined", "unconfirmed"))).with_for_update()).scalars())
     excursion = Excursion(location_id=location.id, started_at=start, ended_at=end,
                           max_temp_c=max_temp_c, note=note, vials_affected=len(vials),
                           recorded_at=utcnow(), recorded_by_id=actor.id)

@@ -57,8 +57,8 @@ def set_vial_status(session: Session, actor: User, vial: Vial, status: str,
                     reason: str | None = None) -> None:
     before = vial.audit_state()
     vial.status = status
-    if status not in ("in_stock", "quarantined"):
-        # A vial that left stock frees its position.
+    if status not in ("in_stock", "quarantined", "unconfirmed"):
+        # A vial that left stock (or left for a shipment) frees its position.
         vial.location_id, vial.position = None, None
     audit.record_row(session, actor, vial, status, before, reason)
 

@@ -20,7 +20,7 @@ RECONCILIATION_COLUMNS = ("lot", "product", "received", "dispensed", "wasted", "
 
 
 def write_accountability_pdf(path: Path, content: dict[str, Any], provenance: Provenance,
-                             site_tz: ZoneInfo) -> str:
+                             site_tz: ZoneInfo, meta: dict[str, Any] | None = None) -> str:
     width = usable_width(wide=True)
     story: list[Flowable] = []
     for lot in content["lots"]:
@@ -56,7 +56,7 @@ def write_accountability_pdf(path: Path, content: dict[str, Any], provenance: Pr
         flagged=[i for i, (_, _, r) in enumerate(recs) if r["flags"]]))
     return build_pdf(path, "Drug Accountability Record",
                      f"Protocol {content['protocol']} - investigational product accountability "
-                     "by lot", story, provenance, content, site_tz.key, wide=True)
+                     "by lot", story, provenance, content, site_tz.key, wide=True, meta=meta)
 
 
 def _line_date(value: str | None, tz: ZoneInfo) -> str:

@@ -8,6 +8,7 @@ later be recomputed from the database and checked.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import UTC
 from functools import lru_cache
@@ -110,20 +111,31 @@ def _numbered_canvas(title: str, provenance: Provenance, digest: str, tz_name: s
 
 def build_pdf(path: Path, title: str, subtitle: str, story: list[Flowable],
               provenance: Provenance, content: dict[str, Any], tz_name: str,
-              wide: bool = False) -> str:
-    """Write the document; returns the content hash printed on every page."""
+              wide: bool = False, meta: dict[str, Any] | None = None,
+              footer_title: str | None = None) -> str:
+    """Write the document; returns the content hash printed on every page.
+
+    `meta` (what report, with which parameters) goes into the PDF's keywords with the
+    hash, so that `lotrack report verify` can recompute the content later."""
     digest = content_hash(content)
     pagesize = landscape(A4) if wide else A4
     path.parent.mkdir(parents=True, exist_ok=True)
     doc = SimpleDocTemplate(str(path), pagesize=pagesize, leftMargin=MARGIN,
                             rightMargin=MARGIN, topMargin=MARGIN, bottomMargin=18 * mm,
                             title=title, author=provenance.generated_by,
-                            subject=f"content sha256 {digest}", creator="lotrack")
+                            subject=f"content sha256 {digest}", creator="lotrack",
+                            keywords=report_keywords(meta, digest, tz_name) if meta else "")
     head = [Paragraph(title, styles()["Title"]), Paragraph(subtitle, styles()["Small"]),
             Spacer(1, 4 * mm)]
     doc.build(head + story,
-              canvasmaker=_numbered_canvas(title, provenance, digest, tz_name))
+              canvasmaker=_numbered_canvas(footer_title or title, provenance, digest, tz_name))
     return digest
+
+
+def report_keywords(meta: dict[str, Any], digest: str, tz_name: str) -> str:
+    return json.dumps({"lotrack_report": meta["report"], "params": meta.get("params", {}),
+                       "summary": meta.get("summary", {}), "sha256": digest, "tz": tz_name},
+                      sort_keys=True, separators=(",", ":"))
 
 
 def usable_width(wide: bool = False) -> float:

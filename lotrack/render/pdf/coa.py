@@ -22,7 +22,7 @@ from lotrack.render.tables import site_time
 
 
 def write_coa(path: Path, content: dict[str, Any], provenance: Provenance,
-              site_tz: ZoneInfo) -> str:
+              site_tz: ZoneInfo, meta: dict[str, Any] | None = None) -> str:
     product, lot, spec = content["product"], content["lot"], content["specification"]
     width = usable_width()
     story: list[Flowable] = [key_values([
@@ -40,13 +40,21 @@ def write_coa(path: Path, content: dict[str, Any], provenance: Provenance,
     rows = content["results"]
     story.append(data_table(
         ["Attribute", "Specification", "Result", "Unit", "Method", "Verdict", "Tested", "Analyst"],
-        [[r["attribute"], r["limit"], r["result"], r["unit"], r["method"], r["verdict"].upper(),
+        [[r["attribute"], r["limit"], r["result"], r["unit"], r["method"],
+          r["verdict"].upper() + (" (ALERT)" if r.get("alert") else ""),
           r["tested_on"] or "", r["analyst"] or ""] for r in rows],
         widths=[w * width for w in (0.16, 0.14, 0.14, 0.09, 0.19, 0.09, 0.09, 0.10)],
-        flagged=[i for i, r in enumerate(rows) if r["verdict"] != "pass"]))
+        flagged=[i for i, r in enumerate(rows) if r["verdict"] != "pass" or r.get("alert")]))
     conclusion = ("The lot CONFORMS to its specification." if content["conforms"] else
                   "The lot DOES NOT CONFORM to its specification (see flagged rows).")
     story += [Spacer(1, 3 * mm), para(conclusion, "Small")]
+    alerts = [r for r in rows if r.get("alert")]
+    if alerts:
+        # Within specification, beyond an alert limit: passes, and is flagged for QA.
+        story += [Spacer(1, 2 * mm), para(
+            "Flagged for QA (within specification, beyond an alert limit): "
+            + "; ".join(f"{r['attribute']}: {r['alert']} (alert limits {r['alert_limits']})"
+                        for r in alerts), "Flag")]
     if content["changes_after_entry"]:
         story += [Spacer(1, 4 * mm), Paragraph("Changes after entry", styles()["Heading3"]),
                   data_table(["Attribute", "Original value", "Replaced by", "Reason", "Entered"],
@@ -61,7 +69,7 @@ def write_coa(path: Path, content: dict[str, Any], provenance: Provenance,
                                                         "Flag"))
     return build_pdf(path, "Certificate of Analysis",
                      f"{product['name']} - lot {lot['number']}", story, provenance, content,
-                     site_tz.key)
+                     site_tz.key, meta=meta)
 
 
 def _site(value: str, tz: ZoneInfo) -> str:

@@ -1,0 +1,114 @@
+"""`report verify`: recompute a report's content from the database and compare hashes.
+
+A PDF lotrack writes carries, in its keywords, which report it is, with which
+parameters and site time zone, and the SHA-256 of its content; the same hash is printed
+in the footer of every page. Recomputing the content now and hashing it tells whether
+the printed report still says what the database says.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy.orm import Session
+
+from lotrack import audit
+from lotrack.config import parse_timezone
+from lotrack.errors import InvalidInput
+from lotrack.models import User
+from lotrack.render.provenance import content_hash
+
+
+def _custody(session: Session, actor: User, params: dict[str, Any], tz: ZoneInfo) -> dict[str, Any]:
+    from lotrack.services.custody import custody
+
+    return custody(session, actor, serial=params.get("vial"), lot_number=params.get("lot"),
+                   subject=params.get("participant"), tz=tz)
+
+
+def _coa(session: Session, actor: User, params: dict[str, Any], tz: ZoneInfo) -> dict[str, Any]:
+    from lotrack.services.documents import certificate_of_analysis
+
+    return certificate_of_analysis(session, actor, params["lot"], params.get("product"), tz)
+
+
+def _accountability(session: Session, actor: User, params: dict[str, Any],
+                    tz: ZoneInfo) -> dict[str, Any]:
+    from lotrack.services.accountability import accountability
+
+    return accountability(session, actor, params.get("lot"), params.get("product"))
+
+
+def _manifest(session: Session, actor: User, params: dict[str, Any],
+              tz: ZoneInfo) -> dict[str, Any]:
+    from lotrack.services.shipments import manifest
+
+    return manifest(session, actor, params["shipment"], tz)
+
+
+RECOMPUTE: dict[str, Callable[[Session, User, dict[str, Any], ZoneInfo], dict[str, Any]]] = {
+    "custody": _custody, "coa": _coa, "accountability": _accountability, "manifest": _manifest,
+}
+
+
+@dataclass
+class PdfClaims:
+    """What a PDF says about itself: its keywords and the hashes printed on its pages."""
+
+    report: str
+    params: dict[str, Any]
+    summary: dict[str, Any]
+    sha256: str
+    tz: str
+    printed: set[str] = field(default_factory=set)
+
+
+@dataclass
+class Verdict:
+    report: str
+    params: dict[str, Any]
+    printed_sha256: str
+    current_sha256: str
+    problems: list[str]
+    summary_then: dict[str, Any]
+    summary_now: dict[str, Any]
+
+    @property
+    def matches(self) -> bool:
+        return not self.problems
+
+
+def summary_of(report: str, content: dict[str, Any]) -> dict[str, Any]:
+    """Counts printed in the keywords, so a mismatch can say what changed."""
+    if report == "custody":
+        return {"steps": len(content["steps"]), "gaps": len(content["gaps"]),
+                "signatures": len(content["signatures"])}
+    if report == "coa":
+        return {"results": len(content["results"]), "signatures": len(content["signatures"])}
+    if report == "manifest":
+        return {"vials": content["count"]}
+    return {"lines": sum(len(lot["lines"]) for lot in content.get("lots", []))}
+
+
+def verify(session: Session, actor: User, claims: PdfClaims) -> Verdict:
+    recompute = RECOMPUTE.get(claims.report)
+    if recompute is None:
+        raise InvalidInput(f"lotrack cannot verify a {claims.report!r} report")
+    content = recompute(session, actor, claims.params, parse_timezone(claims.tz))
+    digest = content_hash(content)
+    problems = []
+    if claims.printed != {claims.sha256}:
+        problems.append("the hash printed on the pages is not the one in the PDF's keywords: "
+                        "the file was altered after lotrack wrote it")
+    if digest != claims.sha256:
+        problems.append("the database no longer gives the content this report shows")
+    # The content is derived from the audit trail: say whether the trail itself holds.
+    chain = audit.verify(session)
+    if not chain.ok:
+        problems.append(f"the audit trail fails verification ({len(chain.problems)} problem(s), "
+                        f"first: {chain.problems[0]})")
+    return Verdict(claims.report, claims.params, claims.sha256, digest, problems, claims.summary,
+                   summary_of(claims.report, content))
