@@ -177,7 +177,11 @@ def consistency(ctx: click.Context, product_code: str, attributes: tuple[str, ..
     if suffix == ".pdf":
         from lotrack.render.pdf.consistency import write_consistency_pdf
 
-        digest = write_consistency_pdf(out_path, content, prov, tz)
+        meta = {"report": "consistency", "params": {
+            "product": product_code, "attributes": list(attributes),
+            "since": since_day.isoformat() if since_day else None, "baseline": baseline_n,
+            "baseline_explicit": explicit}}
+        digest = write_consistency_pdf(out_path, content, prov, tz, meta)
         click.echo(f"Wrote {out_path} (content sha256 {digest[:16]}).")
     elif suffix == ".csv":
         from lotrack.render.pdf.consistency import write_consistency_csv

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from lotrack.demo.core import SITE_TZ, Demo
 from lotrack.services import auth, documents
-from lotrack.services.consistency import consistency_report
+from lotrack.services.consistency import DEFAULT_BASELINE_LOTS, consistency_report
 
 PRODUCT = "IPSEXO"
 
@@ -20,7 +20,9 @@ def write_consistency(demo: Demo) -> None:
 
     content, prov = demo.read(issue)
     pdf = demo.out / f"consistency-{PRODUCT}.pdf"
-    write_consistency_pdf(pdf, content, prov, SITE_TZ)
+    write_consistency_pdf(pdf, content, prov, SITE_TZ, {"report": "consistency", "params": {
+        "product": PRODUCT, "attributes": [], "since": None,
+        "baseline": DEFAULT_BASELINE_LOTS, "baseline_explicit": False}})
     written = write_consistency_csv(demo.out / f"consistency-{PRODUCT}.csv", content)
     summary = content["summary"]
     demo.say(f"Batch-to-batch consistency of {PRODUCT} over {summary['lots']} lots "

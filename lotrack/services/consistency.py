@@ -38,6 +38,7 @@ from lotrack.models.base import utcnow
 from lotrack.schemas.lots import SpecAttributeIn, SpecFile
 from lotrack.services import lots as lot_service
 from lotrack.services import qc
+from lotrack.services.exposure import EXPOSING_STATUSES
 from lotrack.services.lot_views import READERS
 from lotrack.services.products import get_product
 from lotrack.services.roles import require_role
@@ -48,7 +49,6 @@ D4 = 3.267  # upper limit of the moving-range chart, in units of MR-bar
 DEFAULT_BASELINE_LOTS = 8  # first N released lots (a setting: --baseline, env LOTRACK_BASELINE_LOTS)
 MIN_BASELINE_LOTS = 2
 RELEASE_MEANINGS = ("QA release", "QA release after hold")
-EXPOSING_DOSE_STATUSES = ("dispensed", "administered")
 
 RULES = {
     1: "1 point beyond 3 sigma",
@@ -440,7 +440,7 @@ def exposure_by_lot(session: Session, lot_ids: Sequence[int]) -> dict[int, tuple
     stmt = (select(Vial.lot_id, func.count(func.distinct(Dose.participant_id)),
                    func.count(func.distinct(Dose.id)))
             .join(DoseVial, DoseVial.vial_id == Vial.id).join(Dose, Dose.id == DoseVial.dose_id)
-            .where(Vial.lot_id.in_(list(lot_ids)), Dose.status.in_(EXPOSING_DOSE_STATUSES))
+            .where(Vial.lot_id.in_(list(lot_ids)), Dose.status.in_(EXPOSING_STATUSES))
             .group_by(Vial.lot_id))
     return {lot_id: (int(p), int(d)) for lot_id, p, d in session.execute(stmt)}
 

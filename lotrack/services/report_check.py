@@ -49,8 +49,29 @@ def _manifest(session: Session, actor: User, params: dict[str, Any],
     return manifest(session, actor, params["shipment"], tz)
 
 
+def _safety(session: Session, actor: User, params: dict[str, Any], tz: ZoneInfo) -> dict[str, Any]:
+    from lotrack.services.safety_report import lot_safety_summary
+
+    return lot_safety_summary(session, actor, tz)
+
+
+def _consistency(session: Session, actor: User, params: dict[str, Any],
+                 tz: ZoneInfo) -> dict[str, Any]:
+    from datetime import date
+
+    from lotrack.services.consistency import consistency_report
+
+    since = params.get("since")
+    return consistency_report(session, actor, params["product"],
+                              attributes=params.get("attributes") or (),
+                              since=date.fromisoformat(since) if since else None,
+                              baseline=params.get("baseline"),
+                              baseline_explicit=bool(params.get("baseline_explicit")), site_tz=tz)
+
+
 RECOMPUTE: dict[str, Callable[[Session, User, dict[str, Any], ZoneInfo], dict[str, Any]]] = {
     "custody": _custody, "coa": _coa, "accountability": _accountability, "manifest": _manifest,
+    "safety": _safety, "consistency": _consistency,
 }
 
 
@@ -90,7 +111,9 @@ def summary_of(report: str, content: dict[str, Any]) -> dict[str, Any]:
         return {"results": len(content["results"]), "signatures": len(content["signatures"])}
     if report == "manifest":
         return {"vials": content["count"]}
-    return {"lines": sum(len(lot["lines"]) for lot in content.get("lots", []))}
+    if report == "accountability":
+        return {"lines": sum(len(lot["lines"]) for lot in content.get("lots", []))}
+    return {"lots": len(content.get("lots", []))}
 
 
 def verify(session: Session, actor: User, claims: PdfClaims) -> Verdict:

@@ -34,6 +34,7 @@ from lotrack.models import (
 from lotrack.models.base import iso
 from lotrack.models.safety import parse_ae_code
 from lotrack.render.tables import site_time
+from lotrack.services.exposure import EXPOSING_STATUSES
 from lotrack.services.lot_views import READERS
 from lotrack.services.lots import get_lot
 from lotrack.services.participants import get_participant
@@ -124,9 +125,11 @@ def _by_dose(exposures: list[Exposure]) -> list[list[Exposure]]:
 
 
 def _recipients(session: Session, exposures: list[Exposure], tz: ZoneInfo) -> list[dict[str, object]]:
+    """Participants who received the vials: a wasted or returned dose never reached her."""
     by_participant: dict[int, list[Exposure]] = defaultdict(list)
     for exposure in exposures:
-        by_participant[exposure.participant.id].append(exposure)
+        if exposure.dose.status in EXPOSING_STATUSES:
+            by_participant[exposure.participant.id].append(exposure)
     aes = _aes(session, set(by_participant))
     out = []
     for pid, items in by_participant.items():
@@ -196,7 +199,8 @@ def trace_participant(session: Session, actor: User, subject: str,
     exposures = _exposures(session, Dose.participant_id == participant.id)
     lots = sorted({e.lot.id: e.lot for e in exposures}.values(), key=lambda lot: lot.lot_number)
     flags = lot_flags(session, lots)
-    first = min((e.dose.dispensed_at for e in exposures), default=None)
+    first = min((e.dose.dispensed_at for e in exposures if e.dose.status in EXPOSING_STATUSES),
+                default=None)
     return {"subject": participant.subject_id, "group": participant.group_code,
             "status": participant.status,
             "doses": [_dose_row(group, tz) for group in _by_dose(exposures)],
@@ -218,7 +222,8 @@ def trace_ae(session: Session, actor: User, ae_code: str, tz: ZoneInfo) -> dict[
     participant = session.get(Participant, ae.participant_id)
     assert participant is not None
     exposures = [e for e in _exposures(session, Dose.participant_id == participant.id)
-                 if e.dose.dispensed_at.astimezone(tz).date() <= ae.onset_on]
+                 if e.dose.status in EXPOSING_STATUSES
+                 and e.dose.dispensed_at.astimezone(tz).date() <= ae.onset_on]
     lots = {e.lot.id: e.lot for e in exposures}
     flags = lot_flags(session, list(lots.values()))
     doses = []

@@ -44,9 +44,9 @@ def test_custody_pdf_then_verify_with_the_installed_script(lotrack, tmp_path):
     assert done.stderr.strip() == "Error: custody.pdf does not match the database"
 
 
-def test_coa_and_accountability_verify_too(lotrack, tmp_path):
+def test_every_pdf_report_verifies(lotrack, tmp_path):
     set_up_site(lotrack, tmp_path)
-    for args in (["coa", "EXO-01"], ["accountability"]):
+    for args in (["coa", "EXO-01"], ["accountability"], ["safety"], ["consistency", "IPSEXO"]):
         out = tmp_path / f"{args[0]}.pdf"
         lotrack.ok("report", *args, "--out", str(out), user="monitor.sun")
         assert lotrack.ok("report", "verify", str(out), user="monitor.sun").startswith("MATCHES")

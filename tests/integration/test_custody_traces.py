@@ -212,3 +212,46 @@ def test_recall_dry_run_changes_nothing_then_the_recall_blocks_the_pending_dose(
         trial.administer(last.dose_code, last.dispensed_at + timedelta(minutes=30))
     with pytest.raises(RuleViolation, match="cannot be dispensed"):
         trial.dispense("S-001", [b[2]], last.dispensed_at + timedelta(hours=48))
+
+
+def record_ae(trial: Trial, term: str, grade: int, onset, relatedness: str = "possible"):
+    from lotrack.schemas.safety import AdverseEventIn
+    from lotrack.services import adverse_events
+
+    data = AdverseEventIn(term=term, grade=grade, onset=onset, relatedness=relatedness)
+    return trial.act("inv.liu", lambda s, a: adverse_events.record_adverse_event(
+        s, a, "S-001", data, UTC_TZ))
+
+
+def test_an_ae_between_two_cycles_traces_back_to_the_first_lot_only(scenario):
+    trial, lot_a, lot_b, a, _, _ = scenario
+    # Cycle 1 doses on days 1, 3 and 5 after T0; cycle 2 starts on day 32.
+    ae = record_ae(trial, "Pelvic pain", 2, (T0 + timedelta(days=10)).date())
+    data = read(trial, lambda s, u: traces.trace_ae(s, u, ae.ae_code, UTC_TZ))
+    assert data["lots"] == [lot_a]
+    assert [(d["cycle"], d["perfusion"], d["vials"], d["days_to_onset"])
+            for d in data["doses_before_onset"]] == [
+        (1, 1, [a[0]], 9), (1, 2, [a[1]], 7), (1, 3, [a[2]], 5)]
+    assert data["doses_before_onset"][0]["lot_flags"] == {
+        lot_a: {"holds": 0, "recalls": 0, "excursions": 0, "deviations": 0}}
+    assert data["ae"]["days_after_first_exposure"] == 9
+
+    forward_a = read(trial, lambda s, u: traces.trace_lot(s, u, lot_a, None, UTC_TZ))
+    [person] = forward_a["participants"]
+    assert [e["ae"] for e in person["adverse_events_after_exposure"]] == [ae.ae_code]
+    forward_b = read(trial, lambda s, u: traces.trace_lot(s, u, lot_b, None, UTC_TZ))
+    [person] = forward_b["participants"]
+    assert person["adverse_events_after_exposure"] == []  # onset before she received lot B
+
+
+def test_a_wasted_dose_is_no_exposure(database, make_user):
+    trial = Trial.build(database, make_user)
+    lot = made_received_released(trial)
+    serial = trial.serials(lot)[0]
+    trial.enroll_and_operate("S-001", "LOW", T0)
+    dose = trial.dispense("S-001", [serial], T0 + timedelta(hours=24))
+    trial.close(dose.dose_code, "wasted", "dropped")
+    data = read(trial, lambda s, u: traces.trace_lot(s, u, lot, None, UTC_TZ))
+    assert data["participants"] == []
+    assert [(v["serial"], v["status"], v["participant"]) for v in data["vials"]][0] == (
+        serial, "wasted", "S-001")

@@ -225,7 +225,7 @@ def _marker(group: Group, x: float, y: float, point: dict[str, Any]) -> None:
 
 
 def write_consistency_pdf(path: Path, content: dict[str, Any], provenance: Provenance,
-                          site_tz: ZoneInfo) -> str:
+                          site_tz: ZoneInfo, meta: dict[str, Any] | None = None) -> str:
     width = usable_width(wide=True)
     product = content["product"]
     story: list[Flowable] = _summary(content, width)
@@ -248,7 +248,7 @@ def write_consistency_pdf(path: Path, content: dict[str, Any], provenance: Prove
                      f"{product['name']} ({product['code']}) - {len(content['lots'])} lots in "
                      f"manufacture order{since}; control limits from the "
                      f"{content['baseline']['description']}", story, provenance, content,
-                     site_tz.key, wide=True)
+                     site_tz.key, wide=True, meta=meta)
 
 
 def _summary(content: dict[str, Any], width: float) -> list[Flowable]:
