@@ -253,5 +253,5 @@ def test_a_wasted_dose_is_no_exposure(database, make_user):
     trial.close(dose.dose_code, "wasted", "dropped")
     data = read(trial, lambda s, u: traces.trace_lot(s, u, lot, None, UTC_TZ))
     assert data["participants"] == []
-    assert [(v["serial"], v["status"], v["participant"]) for v in data["vials"]][0] == (
-        serial, "wasted", "S-001")
+    first = data["vials"][0]
+    assert (first["serial"], first["status"], first["participant"]) == (serial, "wasted", "S-001")
