@@ -20,7 +20,7 @@ __all__ = ["DEMO_PASSWORD", "SITE_TZ", "build_demo"]
 
 def build_demo(out: Path, say: Callable[[str], None]) -> Path:
     """Create `out`/lotrack.db from scratch and run the trial through it."""
-    from lotrack.demo import consistency, outputs, safety, supply, trial
+    from lotrack.demo import consistency, custody, outputs, safety, shipping, supply, trial
 
     out.mkdir(parents=True, exist_ok=True)
     db_path = out / "lotrack.db"
@@ -36,7 +36,9 @@ def build_demo(out: Path, say: Callable[[str], None]) -> Path:
     trial.run_trial(demo, protocol)
     safety.record_adverse_events(demo)
     outputs.write_outputs(demo)
+    shipping.write_manifests(demo)
     consistency.write_consistency(demo)
     safety.write_safety_outputs(demo)
+    custody.write_custody_reports(demo)
     engine.dispose()
     return db_path

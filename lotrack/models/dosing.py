@@ -79,7 +79,9 @@ class Dose(Base):
 
     @property
     def in_window(self) -> bool:
-        return abs(self.hours_since_surgery - self.target_hours) <= self.window_hours
+        # Dispensing requires a deviation exactly when the time, to the second, is outside
+        # the window (the stored hours are rounded for display).
+        return self.deviation is None
 
     def audit_state(self) -> dict[str, object]:
         return {

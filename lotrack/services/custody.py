@@ -112,12 +112,14 @@ class _Context:
         return f"{name} ({username})" if name else username
 
 
-def _events(session: Session, conditions: Iterable) -> list[AuditEvent]:
+def _events(session: Session, conditions: Iterable, as_of: int | None = None) -> list[AuditEvent]:
     clauses = list(conditions)
     if not clauses:
         return []
-    return list(session.execute(select(AuditEvent).where(or_(*clauses))
-                                .order_by(AuditEvent.seq)).scalars())
+    stmt = select(AuditEvent).where(or_(*clauses)).order_by(AuditEvent.seq)
+    if as_of is not None:
+        stmt = stmt.where(AuditEvent.seq <= as_of)
+    return list(session.execute(stmt).scalars())
 
 
 def _signatures(session: Session, pairs: set[tuple[str, str]]) -> dict[tuple[str, str], list[Signature]]:
@@ -138,8 +140,9 @@ def _signed(sigs: list[Signature], at: datetime) -> list[str]:
             if abs(s.signed_at - at) <= SIGNATURE_WINDOW]
 
 
-def vial_steps(session: Session, vials: list[Vial]) -> list[Step]:
-    """Every custody step of these vials (and of their lots), in recorded order, flagged."""
+def vial_steps(session: Session, vials: list[Vial], as_of: int | None = None) -> list[Step]:
+    """Every custody step of these vials (and of their lots), in recorded order, flagged;
+    with `as_of`, only the steps recorded up to that audit event."""
     ctx = _Context(session)
     serials = {v.serial: v for v in vials}
     lots = {v.lot_id: v.lot for v in vials}
@@ -147,7 +150,7 @@ def vial_steps(session: Session, vials: list[Vial]) -> list[Step]:
     lot_keys = {lot.audit_key: lot for lot in lots.values()}
     label_keys = [p.audit_key for p in session.execute(select(LabelPrint).where(
         LabelPrint.kind == "vial", LabelPrint.subject.in_(list(serials)))).scalars()] if serials else []
-    events = _events(session, _conditions(serials, lot_keys, label_keys))
+    events = _events(session, _conditions(serials, lot_keys, label_keys), as_of)
     signatures = _signatures(session, {("lot", key) for key in lot_keys}
                              | {("dose", code) for code in doses})
     steps: list[Step] = []
@@ -257,28 +260,49 @@ def _flag(steps: list[Step], serials: dict[str, Vial]) -> None:
 # --- the three custody reports ------------------------------------------------
 
 
-def _header_lot(lot: Lot, tz: ZoneInfo) -> dict[str, object]:
+def _last_state(session: Session, entity: str, key: str, as_of: int | None) -> dict[str, object]:
+    """A record's state as its last audit event up to `as_of` recorded it."""
+    stmt = select(AuditEvent.after).where(AuditEvent.entity == entity, AuditEvent.entity_id == key,
+                                          AuditEvent.after.is_not(None))
+    if as_of is not None:
+        stmt = stmt.where(AuditEvent.seq <= as_of)
+    after = session.execute(stmt.order_by(AuditEvent.seq.desc()).limit(1)).scalar()
+    return json.loads(after) if after else {}
+
+
+def _header_lot(session: Session, lot: Lot, tz: ZoneInfo, as_of: int | None,
+                at: datetime) -> dict[str, object]:
+    status = str(_last_state(session, "lot", lot.audit_key, as_of).get("status", lot.status))
+    if status in ("released", "quarantine", "on_hold") and at > lot_service.expires_at(lot, tz):
+        status = "expired"
     return {"product": f"{lot.product.name} ({lot.product.code})", "gtin": lot.product.gtin,
-            "lot": lot.lot_number, "expiry": iso(lot.expiry_on),
-            "status": lot_service.effective_status(lot, utcnow(), tz)}
+            "lot": lot.lot_number, "expiry": iso(lot.expiry_on), "status": status}
 
 
 def custody(session: Session, actor: User, *, serial: str | None = None,
             lot_number: str | None = None, subject: str | None = None,
-            tz: ZoneInfo) -> dict[str, object]:
-    """The custody record of one vial, one lot or one participant, as plain data."""
+            tz: ZoneInfo, as_of: int | None = None, at: datetime | None = None) -> dict[str, object]:
+    """The custody record of one vial, one lot or one participant, as plain data.
+
+    With `as_of` (an audit sequence number) and `at` (a time), the record as it stood
+    then: what `report verify` recomputes, so that a step recorded since a report was
+    printed does not make it wrong, while a change to anything it showed does."""
+    at = at or utcnow()
     require_role(actor, *READERS, action="reading a custody record")
     if [serial, lot_number, subject].count(None) != 2:
         raise InvalidInput("give exactly one of --vial, --lot or --participant")
     if serial is not None:
         vial = get_vial(session, serial)
-        header = {"subject_kind": "vial", "subject": vial.serial, **_header_lot(vial.lot, tz),
-                  "vial_status": vial.status,
-                  "location": _Context(session).where(vial.audit_state()) or "not in storage"}
+        state = _last_state(session, "vial", vial.serial, as_of) if as_of else vial.audit_state()
+        header = {"subject_kind": "vial", "subject": vial.serial,
+                  **_header_lot(session, vial.lot, tz, as_of, at),
+                  "vial_status": state.get("status", vial.status),
+                  "location": _Context(session).where(state) or "not in storage"}
         vials = [vial]
     elif lot_number is not None:
         lot = lot_service.get_lot(session, lot_number)
-        header = {"subject_kind": "lot", "subject": lot.lot_number, **_header_lot(lot, tz)}
+        header = {"subject_kind": "lot", "subject": lot.lot_number,
+                  **_header_lot(session, lot, tz, as_of, at)}
         vials = list(session.execute(select(Vial).where(Vial.lot_id == lot.id)
                                      .order_by(Vial.number)).scalars())
     else:
@@ -287,11 +311,13 @@ def custody(session: Session, actor: User, *, serial: str | None = None,
             select(Vial).join(DoseVial, DoseVial.vial_id == Vial.id)
             .join(Dose, Dose.id == DoseVial.dose_id)
             .where(Dose.participant_id == participant.id).order_by(Vial.serial)).scalars())
+        if as_of is not None:
+            vials = _dispensed_by(session, vials, as_of)
         lots = sorted({v.lot.lot_number for v in vials})
         header = {"subject_kind": "participant", "subject": participant.subject_id,
                   "group": participant.group_code, "status": participant.status,
                   "lots": ", ".join(lots) or "none", "vials": len(vials)}
-    steps = vial_steps(session, vials)
+    steps = vial_steps(session, vials, as_of)
     rows = [s.as_dict(tz) for s in steps]
     return {
         "document": "chain of custody",
@@ -300,3 +326,13 @@ def custody(session: Session, actor: User, *, serial: str | None = None,
         "gaps": [{"seq": r["seq"], "vial": r["vial"], "flag": f} for r in rows for f in r["flags"]],
         "signatures": [{"seq": r["seq"], "signature": s} for r in rows for s in r["signatures"]],
     }
+
+
+def _dispensed_by(session: Session, vials: list[Vial], as_of: int) -> list[Vial]:
+    """The vials whose dispensing was recorded up to audit event `as_of`."""
+    if not vials:
+        return vials
+    done = set(session.execute(select(AuditEvent.entity_id).where(
+        AuditEvent.entity == "vial", AuditEvent.action == "dispensed",
+        AuditEvent.entity_id.in_([v.serial for v in vials]), AuditEvent.seq <= as_of)).scalars())
+    return [v for v in vials if v.serial in done]

@@ -26,7 +26,7 @@ from lotrack.models.lots import Lot, Product, Vial
 from lotrack.models.participants import Participant, TreatmentCycle
 from lotrack.schemas.protocol import Perfusion, ProtocolFile
 from lotrack.services import lots as lot_rules
-from lotrack.services import scanning
+from lotrack.services import qc, scanning
 from lotrack.services.auth import find_user, reauthenticate
 from lotrack.services.participants import cycles, get_participant
 from lotrack.services.products import get_product
@@ -58,20 +58,42 @@ class DueSlot:
     attempt: int
 
 
-def next_due(session: Session, participant: Participant, protocol: ProtocolFile) -> DueSlot:
-    """The perfusion to dispense next: the first in the latest cycle with no open dose."""
+def next_due(session: Session, participant: Participant, protocol: ProtocolFile,
+             at: datetime | None = None) -> DueSlot:
+    """The perfusion to dispense next in the latest cycle: the first with no open dose, or,
+    at time `at`, a later one whose window has already opened (the ones skipped were
+    missed: their doses are not given late in place of the next)."""
     participant_cycles = cycles(session, participant)
     if not participant_cycles:
         raise RuleViolation(f"participant {participant.subject_id} has no surgery recorded: "
                             "no cycle is open")
     cycle = participant_cycles[-1]
     doses = list(session.execute(select(Dose).where(Dose.cycle_id == cycle.id)).scalars())
+    open_slots = []
     for perfusion in protocol.cycle.perfusions:
         slot = [d for d in doses if d.perfusion == perfusion.number]
-        if not any(d.status in OPEN_STATUSES for d in slot):
-            return DueSlot(cycle, perfusion, attempt=len(slot) + 1)
-    raise RuleViolation(f"all {len(protocol.cycle.perfusions)} perfusions of cycle "
-                        f"{cycle.number} of {participant.subject_id} are dispensed")
+        if any(d.status in OPEN_STATUSES for d in slot):
+            open_slots = []  # a slot dispensed after these: they can no longer be due
+            continue
+        open_slots.append(DueSlot(cycle, perfusion, attempt=len(slot) + 1))
+    if not open_slots:
+        raise RuleViolation(f"all {len(protocol.cycle.perfusions)} perfusions of cycle "
+                            f"{cycle.number} of {participant.subject_id} are dispensed or missed")
+    due = open_slots[0]
+    if at is not None:
+        elapsed = at - cycle.surgery.performed_at
+        for later in open_slots[1:]:
+            opens = later.perfusion.target_hours - later.perfusion.window_hours
+            if elapsed >= timedelta(hours=opens):
+                due = later
+    return due
+
+
+def in_window(perfusion: Perfusion, surgery_at: datetime, at: datetime) -> bool:
+    """Exactly, to the second: the rounded hours stored on the dose are for display."""
+    elapsed = at - surgery_at
+    return (timedelta(hours=perfusion.target_hours - perfusion.window_hours) <= elapsed
+            <= timedelta(hours=perfusion.target_hours + perfusion.window_hours))
 
 
 def hours_since(start: datetime, at: datetime) -> float:
@@ -121,6 +143,10 @@ def _vials_for_dose(session: Session, serials: tuple[str, ...], count: int,
         vial = get_vial(session, serial, lock=True)
         lot: Lot = vial.lot
         problems = lot_rules.dispensing_problems(lot, vial, at, site_tz, *(reference or ()))
+        failing = qc.failing_attributes(session, lot)
+        if failing:
+            problems.append(f"lot {lot.lot_number} has a QC result out of specification "
+                            f"({', '.join(failing)}) awaiting QA")
         if lot.product_id != product.id:
             problems.append(f"its product is {lot.product.code} but the participant's group "
                             f"receives {product.code}")
@@ -144,7 +170,7 @@ def dispense_perfusion(session: Session, actor: User, request: DispenseRequest,
                             "dose can be dispensed")
     protocol = protocol_content(participant.protocol_version)
     group = protocol.group(participant.group_code)
-    slot = next_due(session, participant, protocol)
+    slot = next_due(session, participant, protocol, request.at)
     surgery_at = slot.cycle.surgery.performed_at
     if request.at < surgery_at:
         raise RuleViolation(f"dispensing time {request.at:%Y-%m-%d %H:%M} UTC is before the "
@@ -155,7 +181,11 @@ def dispense_perfusion(session: Session, actor: User, request: DispenseRequest,
     early = slot.perfusion.target_hours - slot.perfusion.window_hours
     late = slot.perfusion.target_hours + slot.perfusion.window_hours
     deviation = (request.deviation or "").strip() or None
-    if not early <= hours <= late and deviation is None:
+    inside = in_window(slot.perfusion, surgery_at, request.at)
+    if inside and deviation is not None:
+        raise InvalidInput(f"perfusion {slot.perfusion.number} is inside its window "
+                           f"({early:g}-{late:g} h after surgery): there is no deviation to record")
+    if not inside and deviation is None:
         raise RuleViolation(
             f"perfusion {slot.perfusion.number} of cycle {slot.cycle.number} is due "
             f"{early:g}-{late:g} h after surgery; it is {hours:g} h: give --deviation REASON "
@@ -205,7 +235,7 @@ def propose_vials(session: Session, actor: User, subject_id: str, at: datetime,
                             "dose can be dispensed")
     protocol = protocol_content(participant.protocol_version)
     group = protocol.group(participant.group_code)
-    slot = next_due(session, participant, protocol)
+    slot = next_due(session, participant, protocol, at)
     reference, reference_text = offset_reference(protocol, slot, at, site_tz)
     available = stock.dispensable_stock(session, at, site_tz, group.product, site, reference,
                                         reference_text)

@@ -213,6 +213,14 @@ def record_results(session: Session, actor: User, lot: Lot, rows: list[QcRowIn],
         audit.record(session, actor, "qc_result", str(result_id),
                      "correct" if row_values["supersedes_id"] else "enter", None, state,
                      reason=row_values["correction_reason"])
+    failing = sorted(v["attribute"] for v in values if v["verdict"] != "pass")
+    if failing and lot.status != "quarantine" and not lot.qa_review_needed:
+        # A released lot with a new failing result is no longer dispensed (see
+        # failing_attributes) and goes to QA, who decide on hold, recall or correction.
+        before = lot.audit_state()
+        lot.qa_review_needed = True
+        audit.record_row(session, actor, lot, "flag_for_review", before,
+                         f"QC result out of specification after {lot.status}: {', '.join(failing)}")
     return [{"attribute": v["attribute"], "value": v["value_text"], "unit": v["unit"],
              "verdict": v["verdict"], "detail": v["verdict_detail"]} for v in values]
 
@@ -269,3 +277,8 @@ def parse_csv(text: str) -> list[QcRowIn]:
     if not rows:
         raise InvalidInput("the CSV file has no result rows")
     return rows
+
+
+def failing_attributes(session: Session, lot: Lot) -> list[str]:
+    """Attributes whose current (not superseded) result does not pass."""
+    return sorted(r.attribute for r in current_results(session, lot).values() if r.verdict != "pass")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -25,8 +26,10 @@ from lotrack.render.provenance import content_hash
 def _custody(session: Session, actor: User, params: dict[str, Any], tz: ZoneInfo) -> dict[str, Any]:
     from lotrack.services.custody import custody
 
+    at = params.get("_generated_at")
     return custody(session, actor, serial=params.get("vial"), lot_number=params.get("lot"),
-                   subject=params.get("participant"), tz=tz)
+                   subject=params.get("participant"), tz=tz, as_of=params.get("_audit_seq"),
+                   at=datetime.fromisoformat(at) if at else None)
 
 
 def _coa(session: Session, actor: User, params: dict[str, Any], tz: ZoneInfo) -> dict[str, Any]:
@@ -75,6 +78,9 @@ RECOMPUTE: dict[str, Callable[[Session, User, dict[str, Any], ZoneInfo], dict[st
 }
 
 
+AS_OF_REPORTS = ("custody",)  # derived from the audit trail, so computable as of a point in it
+
+
 @dataclass
 class PdfClaims:
     """What a PDF says about itself: its keywords and the hashes printed on its pages."""
@@ -85,6 +91,8 @@ class PdfClaims:
     sha256: str
     tz: str
     printed: set[str] = field(default_factory=set)
+    audit_seq: int | None = None  # the audit chain head when the report was generated
+    generated_at: str | None = None
 
 
 @dataclass
@@ -120,7 +128,11 @@ def verify(session: Session, actor: User, claims: PdfClaims) -> Verdict:
     recompute = RECOMPUTE.get(claims.report)
     if recompute is None:
         raise InvalidInput(f"lotrack cannot verify a {claims.report!r} report")
-    content = recompute(session, actor, claims.params, parse_timezone(claims.tz))
+    params = dict(claims.params)
+    if claims.report in AS_OF_REPORTS and claims.audit_seq is not None:
+        # Recomputed as of the report's audit head: later activity does not make it wrong.
+        params |= {"_audit_seq": claims.audit_seq, "_generated_at": claims.generated_at}
+    content = recompute(session, actor, params, parse_timezone(claims.tz))
     digest = content_hash(content)
     problems = []
     if claims.printed != {claims.sha256}:

@@ -35,18 +35,37 @@ def test_a_dose_in_its_window_is_dispensed_verified_signed_and_audited(trial):
         assert trial.vial_status(session, serial) == "dispensed"
 
 
-@pytest.mark.parametrize(("hours", "in_window"), [
-    (18.0, True), (17.99, False), (30.0, True), (30.01, False)])
-def test_the_window_holds_at_its_exact_edges(trial, hours, in_window):
+@pytest.mark.parametrize(("after", "in_window"), [
+    (timedelta(hours=18), True), (timedelta(hours=18, seconds=-1), False),
+    (timedelta(hours=30), True), (timedelta(hours=30, seconds=1), False)])
+def test_the_window_holds_at_its_exact_edges_to_the_second(trial, after, in_window):
     trial.enroll_and_operate("S-002", "LOW", T0)
-    at = T0 + timedelta(hours=hours)
+    at = T0 + after
     if in_window:
+        with pytest.raises(InvalidInput, match=r"inside its window .* no deviation to record"):
+            trial.dispense("S-002", [trial.vial("IPSEXO")], at, deviation="theatre delay")
         assert trial.dispense("S-002", [trial.vial("IPSEXO")], at).in_window
         return
     with pytest.raises(RuleViolation, match="give --deviation"):
         trial.dispense("S-002", [trial.vial("IPSEXO")], at)
     dose = trial.dispense("S-002", [trial.vial("IPSEXO")], at, deviation="theatre delay")
     assert not dose.in_window and dose.deviation == "theatre delay"
+
+
+def test_a_perfusion_whose_window_closed_is_missed_once_the_next_window_opens(trial):
+    trial.enroll_and_operate("S-010", "LOW", T0)
+    # 40 h: perfusion 1's window (18-30 h) has closed, perfusion 2's (66-78 h) is not
+    # open: this is perfusion 1, late.
+    with pytest.raises(RuleViolation, match="perfusion 1 of cycle 1 is due 18-30 h"):
+        trial.dispense("S-010", [trial.vial("IPSEXO")], T0 + timedelta(hours=40))
+    trial.enroll_and_operate("S-011", "LOW", T0)
+    # 72 h: perfusion 2's window is open: perfusion 1 was missed, this is perfusion 2.
+    dose = trial.dispense("S-011", [trial.vial("IPSEXO")], T0 + timedelta(hours=72))
+    assert (dose.perfusion, dose.in_window) == (2, True)
+    dose = trial.dispense("S-011", [trial.vial("IPSEXO")], T0 + timedelta(hours=120))
+    assert dose.perfusion == 3
+    with pytest.raises(RuleViolation, match="all 3 perfusions"):
+        trial.dispense("S-011", [trial.vial("IPSEXO")], T0 + timedelta(hours=121))
 
 
 def test_perfusions_are_dispensed_in_order_and_a_fourth_is_refused(trial):
@@ -204,3 +223,22 @@ def test_hours_since_and_post_op_day_helpers():
     assert dosing.post_op_day(start, start + timedelta(minutes=30), shanghai) == 0
     assert dosing.post_op_day(start, start + timedelta(hours=17), shanghai) == 1
     assert PASSWORD
+
+
+def test_a_released_lot_corrected_out_of_specification_is_not_dispensed(trial):
+    from trialkit import qc_rows
+
+    from lotrack.services import lots, qc
+
+    trial.enroll_and_operate("S-020", "LOW", T0)
+    serial = trial.vial("IPSEXO")
+    with db.unit_of_work(trial.database.engine) as session:
+        number = dosing.get_vial(session, serial).lot.lot_number
+    rows = [r for r in qc_rows("IPSEXO", {"endotoxin": "0.9"}) if r.attribute == "endotoxin"]
+    trial.act("qa.lee", lambda s, a: qc.record_results(s, a, lots.get_lot(s, number), rows,
+                                                       reason="recalculated"))
+    with db.unit_of_work(trial.database.engine) as session:
+        lot = lots.get_lot(session, number)
+        assert (lot.status, lot.qa_review_needed) == ("released", True)
+    with pytest.raises(RuleViolation, match=r"out of specification \(endotoxin\) awaiting QA"):
+        trial.dispense("S-020", [serial], T0 + timedelta(hours=24))

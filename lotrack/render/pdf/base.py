@@ -124,7 +124,7 @@ def build_pdf(path: Path, title: str, subtitle: str, story: list[Flowable],
                             rightMargin=MARGIN, topMargin=MARGIN, bottomMargin=18 * mm,
                             title=title, author=provenance.generated_by,
                             subject=f"content sha256 {digest}", creator="lotrack",
-                            keywords=report_keywords(meta, digest, tz_name) if meta else "")
+                            keywords=report_keywords(meta, digest, tz_name, provenance) if meta else "")
     head = [Paragraph(title, styles()["Title"]), Paragraph(subtitle, styles()["Small"]),
             Spacer(1, 4 * mm)]
     doc.build(head + story,
@@ -132,9 +132,12 @@ def build_pdf(path: Path, title: str, subtitle: str, story: list[Flowable],
     return digest
 
 
-def report_keywords(meta: dict[str, Any], digest: str, tz_name: str) -> str:
+def report_keywords(meta: dict[str, Any], digest: str, tz_name: str,
+                    provenance: Provenance) -> str:
     return json.dumps({"lotrack_report": meta["report"], "params": meta.get("params", {}),
-                       "summary": meta.get("summary", {}), "sha256": digest, "tz": tz_name},
+                       "summary": meta.get("summary", {}), "sha256": digest, "tz": tz_name,
+                       "audit_seq": provenance.audit_seq,
+                       "generated_at": provenance.generated_at.isoformat()},
                       sort_keys=True, separators=(",", ":"))
 
 

@@ -28,4 +28,5 @@ def read_claims(path: Path) -> PdfClaims:
     except (ValueError, KeyError, TypeError):
         raise InvalidInput(f"{path} is not a report lotrack can verify (no lotrack keywords)") from None
     return PdfClaims(report=report, params=meta.get("params", {}), summary=meta.get("summary", {}),
-                     sha256=meta.get("sha256", ""), tz=meta.get("tz", "UTC"), printed=printed)
+                     sha256=meta.get("sha256", ""), tz=meta.get("tz", "UTC"), printed=printed,
+                     audit_seq=meta.get("audit_seq"), generated_at=meta.get("generated_at"))
