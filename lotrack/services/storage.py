@@ -3,6 +3,7 @@ boxes, moves, and temperature excursions that put the vials present on hold."""
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import datetime
 
@@ -11,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from lotrack import audit
 from lotrack.errors import InvalidInput, NotFound, RuleViolation
-from lotrack.models import Excursion, Lot, StorageLocation, User, Vial
+from lotrack.models import AuditEvent, Excursion, Lot, StorageLocation, User, Vial
 from lotrack.models.base import utcnow
 from lotrack.services.roles import require_role
 from lotrack.services.vials import get_vial
@@ -143,30 +144,64 @@ def record_excursion(session: Session, actor: User, path: str, start: datetime, 
     if start > utcnow():
         raise InvalidInput("an excursion cannot start in the future")
     location = get_location(session, path)
-    under = select(StorageLocation.id).where(or_(
-        StorageLocation.path == location.path, StorageLocation.path.like(f"{location.path}/%")))
-    vials = list(session.execute(select(Vial).where(
-        Vial.location_id.in_(under), Vial.received_at <= end,
-        Vial.status.in_(("in_stock", "quarantined", "unconfirmed"))).with_for_update()).scalars())
+    under = set(session.execute(select(StorageLocation.id).where(or_(
+        StorageLocation.path == location.path,
+        StorageLocation.path.like(f"{location.path}/%")))).scalars())
+    exposed = vials_stored_during(session, under, start, end)
+    vials = [v for v in exposed if v.status in ("in_stock", "quarantined", "unconfirmed")]
     excursion = Excursion(location_id=location.id, started_at=start, ended_at=end,
                           max_temp_c=max_temp_c, note=note, vials_affected=len(vials),
                           recorded_at=utcnow(), recorded_by_id=actor.id)
     session.add(excursion)
     audit.record_row(session, actor, excursion, "record", reason=note)
     reason = f"temperature excursion at {location.path} up to {max_temp_c:g} C"
-    lot_ids = set()
+    # Every lot that was there goes to QA, even if its vials have since left storage.
+    lot_ids = {vial.lot_id for vial in exposed}
     for vial in vials:
         if not vial.on_hold:
             before = vial.audit_state()
             vial.on_hold = True
             audit.record_row(session, actor, vial, "hold", before, reason)
-        lot_ids.add(vial.lot_id)
     for lot in session.execute(select(Lot).where(Lot.id.in_(lot_ids))).scalars():
         if not lot.qa_review_needed:
             before = lot.audit_state()
             lot.qa_review_needed = True
             audit.record_row(session, actor, lot, "flag_for_review", before, reason)
     return excursion
+
+
+def vials_stored_during(session: Session, location_ids: set[int], start: datetime,
+                        end: datetime) -> list[Vial]:
+    """The vials that were at any of these locations at some time between start and end,
+    from the history of receipts and moves in the audit trail (not where they are now)."""
+    if not location_ids:
+        return []
+    marks = [AuditEvent.after.like(f'%"location_id":{i},%') for i in sorted(location_ids)]
+    serials = set(session.execute(select(AuditEvent.entity_id).where(
+        AuditEvent.entity == "vial", or_(*marks))).scalars())
+    if not serials:
+        return []
+    history: dict[str, list[tuple[datetime, object]]] = {}
+    for key, occurred, after in session.execute(
+            select(AuditEvent.entity_id, AuditEvent.occurred_at, AuditEvent.after).where(
+                AuditEvent.entity == "vial", AuditEvent.entity_id.in_(serials),
+                AuditEvent.after.is_not(None)).order_by(AuditEvent.seq)).all():
+        state = json.loads(after)
+        prior = history.setdefault(key, [])
+        received = state.get("received_at")
+        # A receipt takes effect at the receipt time it records, not when it was entered.
+        first_stored = state.get("location_id") is not None and (not prior or prior[-1][1] is None)
+        since = datetime.fromisoformat(str(received)) if first_stored and received else occurred
+        prior.append((since, state.get("location_id")))
+    hit = set()
+    for key, steps in history.items():
+        for index, (since, where) in enumerate(steps):
+            until = steps[index + 1][0] if index + 1 < len(steps) else None
+            if where in location_ids and since <= end and (until is None or until > start):
+                hit.add(key)
+                break
+    return list(session.execute(select(Vial).where(Vial.serial.in_(hit))
+                                .order_by(Vial.serial).with_for_update()).scalars())
 
 
 def clear_vial_holds(session: Session, actor: User, lot: Lot, reason: str,

@@ -84,7 +84,20 @@ def vial_detail(session: Session, actor: User, serial: str,
         "lot_status": lots.effective_status(lot, utcnow(), site_tz), "status": vial.status,
         "on_hold": vial.on_hold, "location": location.path if location else None,
         "position": vial.position, "received_at": vial.received_at,
+        # Whether it could be dispensed now, and why not: the lot's hold or recall included.
+        "dispensable_now": not (problems := _problems(session, vial, site_tz)),
+        "not_dispensable_because": problems,
         "history": [{"at": e.occurred_at, "user": e.username, "action": e.action,
                      "reason": e.reason, "after": json.loads(e.after) if e.after else None}
                     for e in history],
     }
+
+
+def _problems(session: Session, vial: Vial, site_tz: ZoneInfo) -> list[str]:
+    from lotrack.services import qc
+
+    problems = lots.dispensing_problems(vial.lot, vial, utcnow(), site_tz)
+    failing = qc.failing_attributes(session, vial.lot)
+    if failing:
+        problems.append(f"QC result out of specification ({', '.join(failing)}) awaiting QA")
+    return problems

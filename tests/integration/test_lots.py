@@ -284,3 +284,21 @@ def test_the_certificate_of_analysis_states_every_result_and_the_release_signatu
     assert f"Page 1 of {len(pdf.pages)}" in text_all
     assert digest in text_all.replace("\n", "")
     assert "CONFORMS" in text_all
+
+
+def test_an_excursion_holds_the_vials_that_were_there_then_not_those_there_now(trial):
+    from freezegun import freeze_time
+
+    trial.act("pharm.chen", lambda s, a: storage.add_location(s, a, "SITE/FRZ-B/R1/BOX-2", 10))
+    moved_in, moved_out, stayed = trial.serials(trial.lot(vials=3))  # all in FRZ-A at first
+    start = datetime.now(UTC) - timedelta(hours=5)
+    with freeze_time(start - timedelta(hours=1)):  # before the excursion: out of FRZ-A
+        trial.act("pharm.chen", lambda s, a: storage.move_vial(s, a, moved_in, "SITE/FRZ-B/R1/BOX-2", None))
+    with freeze_time(start + timedelta(hours=3)):  # after it: moved_out leaves FRZ-A
+        trial.act("pharm.chen", lambda s, a: storage.move_vial(s, a, moved_out, "SITE/FRZ-B/R1/BOX-2", None))
+    trial.act("pharm.chen", lambda s, a: storage.record_excursion(
+        s, a, "SITE/FRZ-A", start, start + timedelta(hours=2), -48.0, "compressor failure"))
+    with db.unit_of_work(trial.database.engine) as session:
+        held = dict(session.execute(select(Vial.serial, Vial.on_hold).where(
+            Vial.serial.in_([moved_in, moved_out, stayed]))).all())
+    assert held == {moved_in: False, moved_out: True, stayed: True}

@@ -148,3 +148,15 @@ def test_a_withdrawn_participant_gets_no_surgery_and_withdrawal_needs_a_reason(s
     act(study, "inv.liu", lambda s, a: participants.withdraw(s, a, "S-013", "withdrew consent"))
     with pytest.raises(RuleViolation, match="withdrawn"):
         surgery(study, "S-013", datetime(2026, 3, 10, tzinfo=UTC))
+
+
+def test_the_follow_up_hysteroscopy_comes_after_the_cycles_perfusions(study):
+    enroll(study, "S-013")
+    t0 = datetime(2026, 3, 10, 9, 0, tzinfo=UTC)
+    surgery(study, "S-013", t0)
+    # The last perfusion's window closes 126 h after surgery (120 h +- 6 h).
+    with pytest.raises(RuleViolation, match="cannot precede the end of its last perfusion window"):
+        hysteroscopy(study, "S-013", t0 + timedelta(hours=3), recurrence=True)
+    with pytest.raises(RuleViolation, match="cannot precede"):
+        hysteroscopy(study, "S-013", t0 + timedelta(hours=125, minutes=59), recurrence=True)
+    assert hysteroscopy(study, "S-013", t0 + timedelta(hours=126), recurrence=True)
