@@ -59,7 +59,7 @@ def _lot_record(session: Session, lot: Lot, users: dict[int, User]) -> dict[str,
             "cycle_perfusion": f"C{_cycle_number(session, dose)}P{dose.perfusion}",
             "quantity_in": 0, "quantity_out": n, "dose_status": dose.status,
             "dispenser": initials(users[dose.dispensed_by_id].full_name),
-            "recorder": initials(users[dose.verified_by_id].full_name)}))
+            "verified_by": initials(users[dose.verified_by_id].full_name)}))
         if dose.status in ("wasted", "returned") and dose.closed_at is not None:
             # Returned product is not re-entered into stock: a note, no balance change.
             events.append((dose.closed_at, 2, {

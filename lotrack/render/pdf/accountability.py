@@ -14,7 +14,7 @@ from reportlab.platypus import CondPageBreak, Flowable, Paragraph, Spacer
 from lotrack.render.pdf.base import Provenance, build_pdf, data_table, para, styles, usable_width
 
 LINE_COLUMNS = ("date", "kind", "participant", "dose", "cycle_perfusion", "quantity_in",
-                "quantity_out", "balance", "dose_status", "dispenser", "recorder", "note")
+                "quantity_out", "balance", "dose_status", "dispenser", "verified_by", "note")
 RECONCILIATION_COLUMNS = ("lot", "product", "received", "dispensed", "wasted", "returned",
                           "destroyed", "in_stock", "accounted", "difference", "flags")
 
@@ -34,7 +34,7 @@ def write_accountability_pdf(path: Path, content: dict[str, Any], provenance: Pr
                  line.get("dose", ""), line.get("cycle_perfusion", ""),
                  line["quantity_in"] or "", line["quantity_out"] or "", line["balance"],
                  line.get("dose_status", ""), line.get("dispenser", ""),
-                 line.get("recorder", ""), line.get("note", "")] for line in lot["lines"]]
+                 line.get("verified_by", ""), line.get("note", "")] for line in lot["lines"]]
         story.append(data_table(
             ["Date (site)", "Entry", "Participant", "Dose", "Cycle/perf.", "Received",
              "Dispensed", "Balance", "Dose status", "By", "Verified", "Note"],
