@@ -37,9 +37,11 @@ def _at(app: App, text: str | None, what: str):
 @click.option("--serial", "serials", multiple=True, metavar="SERIAL",
               help="Ship this vial; repeatable.")
 @click.option("--product", "product_code", help="Product, when two products share a lot number.")
+@click.option("--time", "time_text", metavar="DATETIME", help="Preparation time (default now).")
 @pass_app
 def create(app: App, origin: str, site: str, lot_numbers: tuple[str, ...],
-           counts: tuple[int, ...], serials: tuple[str, ...], product_code: str | None) -> None:
+           counts: tuple[int, ...], serials: tuple[str, ...], product_code: str | None,
+           time_text: str | None) -> None:
     """Prepare a shipment of released, in-date vials (pharmacist or QA).
 
     Refused: vials of a lot that is not released, vials on hold, a vial already in another
@@ -55,8 +57,9 @@ def create(app: App, origin: str, site: str, lot_numbers: tuple[str, ...],
                            "the lot's vials stored at --from)")
     picks = [shipments.LotPick(lot, counts[i] if counts else None, product_code)
              for i, lot in enumerate(lot_numbers)]
+    at = _at(app, time_text, "--time")
     created = app.run(lambda s, actor: shipments.create_shipment(
-        s, actor, origin, site, picks, [x.strip() for x in serials], app.settings.site_tz))
+        s, actor, origin, site, picks, [x.strip() for x in serials], app.settings.site_tz, at))
     click.echo(f"Shipment {created.code} prepared: {len(created.vials)} vial(s) from {origin} "
                f"to {site}.")
 

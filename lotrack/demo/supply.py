@@ -7,6 +7,7 @@ from datetime import date, timedelta
 
 from lotrack import db
 from lotrack.demo import labels as demo_labels
+from lotrack.demo import shipping
 from lotrack.demo.core import DEMO_PASSWORD, SITE_TZ, Demo, local
 from lotrack.models.base import simulated_time
 from lotrack.schemas.lots import LotIn, ProductIn, QcRowIn, load_spec_file, shipped_spec_path
@@ -25,6 +26,7 @@ STAFF = [
     ("inv.liu", "Dr. Yang Liu", ["investigator"]),
     ("inv.zhou", "Dr. Hui Zhou", ["investigator"]),
     ("monitor.sun", "Qing Sun", ["monitor"]),
+    ("depot.ma", "Tao Ma", ["pharmacist"]),  # shipping staff at the manufacturer's depot
 ]
 
 # (lot, product, manufactured, vials, QC adjustments); EXO-2603 fails endotoxin.
@@ -82,11 +84,13 @@ def set_up_products(demo: Demo) -> None:
     demo.act("qa.lee", at, lambda s, a: products.add_product(s, a, ProductIn(
         code="IPSEXO", name="iPS-Exo intrauterine suspension", kind="active",
         gtin="09506000134352", storage_condition="Store at or below -70 C", storage_max_c=-70,
-        shelf_life_days=365, post_thaw_hours=4, fill_volume_ml=1.0)))
+        shelf_life_days=365, post_thaw_hours=4, fill_volume_ml=1.0,
+        do_not_dispense_days=5, do_not_ship_days=14)))
     demo.act("qa.lee", at, lambda s, a: products.add_product(s, a, ProductIn(
         code="PLACEBO", name="Placebo (iPS-Exo formulation buffer)", kind="placebo",
         gtin="09506000134369", storage_condition="Store at or below -70 C", storage_max_c=-70,
-        shelf_life_days=365, post_thaw_hours=4, fill_volume_ml=1.0)))
+        shelf_life_days=365, post_thaw_hours=4, fill_volume_ml=1.0,
+        do_not_dispense_days=5, do_not_ship_days=14)))
     for code in ("IPSEXO", "PLACEBO"):
         spec = load_spec_file(shipped_spec_path(code))
         version = demo.act("qa.lee", at, lambda s, a, sp=spec: specifications.load_spec(
@@ -95,7 +99,9 @@ def set_up_products(demo: Demo) -> None:
                  specifications.activate_spec(s, a, c, v, DEMO_PASSWORD))
     for box in BOXES:
         demo.act("pharm.chen", at, lambda s, a, b=box: storage.add_location(s, a, b, 81))
-    demo.say("Products IPSEXO and PLACEBO with active QC specifications; 4 freezer boxes.")
+    shipping.set_up_depot(demo, at)
+    demo.say("Products IPSEXO and PLACEBO (do-not-dispense 5 days, do-not-ship 14 days before "
+             "expiry) with active QC specifications; 4 freezer boxes at the site, 4 at the depot.")
 
 
 def _qc_rows(demo: Demo, product: str, tested: date, adjust: dict[str, str],
@@ -143,7 +149,8 @@ def make_earlier_lots(demo: Demo) -> None:
 
 def make_lots(demo: Demo) -> None:
     make_earlier_lots(demo)
-    boxes = iter(BOXES)  # each received lot gets a box of its own
+    boxes = iter(BOXES)  # each received lot gets a box of its own, at the depot and the site
+    depot_boxes = iter(shipping.DEPOT_BOXES)
     for number, product, made, vials, adjust in LOTS:
         demo.act("qa.lee", local(made, 16), lambda s, a, n=number, p=product, m=made, v=vials:
                  lots.register_lot(s, a, LotIn(
@@ -173,9 +180,9 @@ def make_lots(demo: Demo) -> None:
             DEMO_PASSWORD, SITE_TZ))
         received = local(made + timedelta(days=16), 10)
         box = next(boxes)
-        demo.act("pharm.chen", received, lambda s, a, n=number, r=received, b=box:
-                 storage.receive_lot(s, a, lots.get_lot(s, n), [b], r))
+        shipping.ship_lot(demo, number, made, next(depot_boxes), box)
         demo_labels.box_label(demo, box, received + timedelta(minutes=30))
-        demo.say(f"Lot {number} ({product}): QC passed, released, received at site.")
+        demo.say(f"Lot {number} ({product}): QC passed, released, shipped to and received at "
+                 "site.")
 
 

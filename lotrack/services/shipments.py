@@ -125,8 +125,9 @@ def _open_shipments(session: Session, vial_ids: Sequence[int]) -> dict[int, Ship
 
 def create_shipment(session: Session, actor: User, origin_path: str, site_path: str,
                     picks: Sequence[LotPick], serials: Sequence[str],
-                    site_tz: ZoneInfo) -> Shipment:
-    """Prepare a shipment of vials stored at `origin_path` to the site `site_path`."""
+                    site_tz: ZoneInfo, at: datetime | None = None) -> Shipment:
+    """Prepare a shipment of vials stored at `origin_path` to the site `site_path` (at `at`,
+    default now)."""
     require_role(actor, *SHIPPING_ROLES, action="preparing a shipment")
     if not picks and not serials:
         raise InvalidInput("give the vials to ship: --lot LOT [--count N] or --serial S")
@@ -137,7 +138,8 @@ def create_shipment(session: Session, actor: User, origin_path: str, site_path: 
                            f"{site.path.split('/')[0]}), not to {site.path}")
     if _under(origin.path, site.path):
         raise RuleViolation(f"{origin.path} is already at {site.path}")
-    now = utcnow()
+    now = at or utcnow()
+    _check_time(now, None, "preparation")
     chosen: list[Vial] = []
     for pick in picks:
         chosen += _vials_of_lot(session, origin, pick, now, site_tz)

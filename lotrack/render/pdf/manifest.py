@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 from reportlab.lib import colors
 from reportlab.lib.units import mm
-from reportlab.platypus import Flowable, Paragraph, Spacer, Table, TableStyle
+from reportlab.platypus import Flowable, KeepTogether, Paragraph, Spacer, Table, TableStyle
 
 from lotrack.render.pdf.barcode import Code128
 from lotrack.render.pdf.base import (
@@ -44,6 +44,11 @@ def _vial_rows(vials: list[dict[str, Any]]) -> list[list[object]]:
     return rows
 
 
+def _shown(signed: dict[str, Any], key: str) -> str:
+    value = str(signed[key])
+    return value[:19].replace("T", " ") if key == "signed_at" else value
+
+
 def _signature_block(content: dict[str, Any], width: float) -> Table:
     """Issued by / received by, with printed name, meaning, date and time (21 CFR 11.50);
     blank lines to sign by hand until the e-signature exists."""
@@ -51,7 +56,7 @@ def _signature_block(content: dict[str, Any], width: float) -> Table:
     body = [[para(title, "Small") for title, _ in blocks]]
     for label, key in (("Printed name", "printed_name"), ("Meaning", "meaning"),
                        ("Date and time (UTC)", "signed_at"), ("Site time", "site_time")):
-        body.append([para(f"{label}: " + (str(signed[key]) if signed else BLANK), "Small")
+        body.append([para(f"{label}: " + (_shown(signed, key) if signed else BLANK), "Small")
                      for _, signed in blocks])
     table = Table(body, colWidths=[width / 2] * 2)
     table.setStyle(TableStyle([("BOX", (0, 0), (0, -1), 0.5, colors.black),
@@ -94,13 +99,15 @@ def write_manifest(path: Path, content: dict[str, Any], provenance: Provenance,
     story += [Spacer(1, 4 * mm), Paragraph("Vials", styles()["Heading3"]), data_table(
         ["#", "Serial", "Lot"] * VIALS_PER_ROW, _vial_rows(content["vials"]),
         widths=[w * width / VIALS_PER_ROW for w in (0.14, 0.46, 0.40)] * VIALS_PER_ROW)]
-    story += [Spacer(1, 2 * mm), para(f"Count: {content['count']} vial(s).", "Small"),
-              Spacer(1, 6 * mm), _signature_block(content, width)]
+    closing: list[Flowable] = [Spacer(1, 2 * mm),
+                               para(f"Count: {content['count']} vial(s).", "Small"),
+                               Spacer(1, 6 * mm), _signature_block(content, width)]
     if content["released_by"]:
         released = content["released_by"]
-        story += [Spacer(1, 3 * mm), para(
+        closing += [Spacer(1, 3 * mm), para(
             f"Quarantine released by {released['printed_name']} ({released['meaning']}), "
-            f"{released['signed_at']} UTC ({released['site_time']})", "Small")]
+            f"{_shown(released, 'signed_at')} UTC ({released['site_time']})", "Small")]
+    story.append(KeepTogether(closing))
     return build_pdf(path, "Shipment Manifest", f"Shipment {code}: {content['from']} to "
                      f"{content['to']}", story, provenance, content, site_tz.key, meta=meta,
                      footer_title=f"Shipment Manifest {code}")
