@@ -33,16 +33,32 @@ def run_migrations() -> None:
     # The lotrack engine begins SQLite transactions itself; Alembic's own
     # transaction per migration is what we want on both backends.
     with engine.connect() as connection:
-        context.configure(
-            connection=connection,
-            target_metadata=target_metadata,
-            render_as_batch=True,  # SQLite cannot ALTER most things in place
-            compare_type=True,
-            render_item=render_item,
-        )
-        with context.begin_transaction():
-            context.run_migrations()
-        connection.commit()
+        sqlite = connection.dialect.name == "sqlite"
+        if sqlite:
+            # A batch migration rebuilds a table (copy, drop, rename) that other tables
+            # reference; with foreign keys on, SQLite refuses the drop on a populated
+            # database. They are switched off around the migrations (only possible
+            # outside a transaction) and every reference is checked before the commit.
+            connection.connection.driver_connection.execute("PRAGMA foreign_keys = OFF")
+        try:
+            context.configure(
+                connection=connection,
+                target_metadata=target_metadata,
+                render_as_batch=True,  # SQLite cannot ALTER most things in place
+                compare_type=True,
+                render_item=render_item,
+            )
+            with context.begin_transaction():
+                context.run_migrations()
+                if sqlite:
+                    broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                    if broken:
+                        raise RuntimeError(f"the migration left {len(broken)} broken "
+                                           f"reference(s), first: {tuple(broken[0])}")
+            connection.commit()
+        finally:
+            if sqlite:
+                connection.connection.driver_connection.execute("PRAGMA foreign_keys = ON")
 
 
 run_migrations()
