@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from lotrack import audit
 from lotrack.errors import InvalidInput, NotFound, RuleViolation
-from lotrack.models import Dose, User
+from lotrack.models import User
 from lotrack.models.base import utcnow
 from lotrack.models.participants import Hysteroscopy, Participant, Surgery, TreatmentCycle
 from lotrack.services.auth import reauthenticate
@@ -160,11 +160,6 @@ def record_hysteroscopy(session: Session, actor: User, subject_id: str, at: date
     if at < earliest:
         raise RuleViolation(f"the follow-up hysteroscopy of cycle {cycle.number} cannot precede "
                             f"the end of its last perfusion window ({earliest:%Y-%m-%d %H:%M} UTC)")
-    pending = session.execute(select(Dose.id).where(Dose.cycle_id == cycle.id,
-                                                    Dose.status == "dispensed")).first()
-    if pending is not None:
-        raise RuleViolation(f"cycle {cycle.number} has a dose dispensed but not yet administered, "
-                            "wasted or returned")
     exam = Hysteroscopy(participant_id=participant.id, cycle_id=cycle.id, performed_at=at,
                         recurrence=recurrence, recorded_by_id=actor.id)
     session.add(exam)
