@@ -257,7 +257,8 @@ def test_shipping_refuses_unreleased_held_or_busy_vials_naming_each(trial):
     warm = "DEPOT/FRZ-2/R1/BOX-1"
     trial.act("pharm.chen", lambda s, a: storage.add_location(s, a, warm, 10))
     warmed = trial.serials(depot_lot(trial, vials=1))[0]
-    trial.act("pharm.chen", lambda s, a: storage.move_vial(s, a, warmed, warm, None))
+    with freeze_time(NOW - timedelta(hours=4)):  # in the box before the excursion began
+        trial.act("pharm.chen", lambda s, a: storage.move_vial(s, a, warmed, warm, None))
     with freeze_time(NOW):
         trial.act("pharm.chen", lambda s, a: storage.record_excursion(
             s, a, warm, NOW - timedelta(hours=3), NOW - timedelta(hours=2), -50, None))
