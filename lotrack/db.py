@@ -2,22 +2,36 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import logging
+import random
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import create_engine, event, inspect
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from lotrack.errors import DatabaseError, InvalidInput
+from lotrack.errors import DatabaseBusy, DatabaseError, InvalidInput
 
 if TYPE_CHECKING:
     from alembic.config import Config
 
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+# A transaction that lost a race is run again this many times in all, waiting
+# RETRY_FIRST_DELAY_S, then twice as long each time (with jitter, so that the
+# losers of one race do not meet again at the same instant).
+RETRY_ATTEMPTS = 5
+RETRY_FIRST_DELAY_S = 0.05
+# SQLSTATE serialization_failure and deadlock_detected: PostgreSQL rolled the
+# transaction back and says that running it again can succeed.
+_RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -77,10 +91,52 @@ def unit_of_work(engine: Engine) -> Iterator[Session]:
         raise
     except OperationalError as exc:
         session.rollback()
+        if is_transient(exc):
+            raise DatabaseBusy(_operational_message(engine, exc)) from exc
         raise DatabaseError(_operational_message(engine, exc)) from exc
     finally:
         session.rollback()
         session.close()
+
+
+def is_transient(exc: OperationalError) -> bool:
+    """A failure that running the same transaction again can cure: a serialization failure
+    or a deadlock on PostgreSQL, a locked database file on SQLite (the busy timeout ran
+    out, or a lock could not be waited for)."""
+    orig = exc.orig
+    if getattr(orig, "sqlstate", None) in _RETRYABLE_SQLSTATES:
+        return True
+    name = getattr(orig, "sqlite_errorname", "") or ""
+    if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
+        return True
+    detail = str(orig or exc)
+    return "database is locked" in detail or "database table is locked" in detail
+
+
+def retrying(engine: Engine, action: Callable[[Session], T], *,
+             attempts: int = RETRY_ATTEMPTS, first_delay: float = RETRY_FIRST_DELAY_S) -> T:
+    """Run `action` in one unit of work and commit it; a transaction that lost a race
+    (`DatabaseBusy`) is rolled back and run again from the start, at most `attempts` times
+    in all, with exponential backoff.
+
+    `action` may therefore run more than once: it must not act outside the database
+    (files, prompts, stdin) before it returns. Any other error is raised at once.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            with unit_of_work(engine) as session:
+                result = action(session)
+                session.commit()
+                return result
+        except DatabaseBusy as exc:
+            if attempt == attempts:
+                raise DatabaseBusy(f"{exc} (still failing after {attempts} attempts; "
+                                   "nothing was written)") from exc
+            delay = first_delay * 2 ** (attempt - 1) * random.uniform(0.5, 1.5)
+            log.info("attempt %d of %d lost a race (%s); running it again in %.2f s",
+                     attempt, attempts, exc, delay)
+            time.sleep(delay)
+    raise AssertionError("unreachable: the loop returns or raises")
 
 
 def _operational_message(engine: Engine, exc: OperationalError) -> str:
@@ -181,6 +237,9 @@ def check_schema_current(engine: Engine) -> None:
                     f"the database at {display_url(engine)} is not initialised: run `lotrack init`"
                 )
             revisions = {row[0] for row in conn.execute(text("SELECT version_num FROM alembic_version"))}
+    except OperationalError as exc:
+        error = DatabaseBusy if is_transient(exc) else DatabaseError
+        raise error(_connect_message(engine, exc)) from exc
     except SQLAlchemyError as exc:
         raise DatabaseError(_connect_message(engine, exc)) from exc
     from lotrack.migrations_head import HEAD

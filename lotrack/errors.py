@@ -37,3 +37,8 @@ class DatabaseError(LotrackError):
     """The database cannot be opened, is not migrated, or is newer than this code."""
 
     exit_code = 5
+
+
+class DatabaseBusy(DatabaseError):
+    """A transaction lost a race it could win on a second try: a serialization failure or a
+    deadlock (PostgreSQL), a locked database file (SQLite). `db.retrying` runs it again."""

@@ -53,12 +53,21 @@ class App:
             yield session
 
     def run(self, action: Callable[[Session, User], T]) -> T:
-        """Authenticate, then run one service call as one transaction."""
-        with self.session() as session:
-            actor = self.current_user(session)
-            result = action(session, actor)
-            session.commit()
-            return result
+        """Authenticate, then run one service call as one transaction.
+
+        A transaction that lost a race with another user's (a serialization failure, a
+        deadlock, a locked SQLite file) is run again from the start, a few times, before
+        the command fails (`db.retrying`); so `action` must not write files or read input.
+        """
+        from lotrack.db import retrying
+
+        def transaction(session: Session) -> T:
+            # The schema check uses a connection of its own; it runs (once) before this
+            # session begins, inside the retries, since on SQLite it too waits for the lock.
+            self.engine()
+            return action(session, self.current_user(session))
+
+        return retrying(self.engine(check_schema=False), transaction)
 
     def read(self, action: Callable[[Session, User], T]) -> T:
         """Like `run`, for reads; the login session's idle clock is still refreshed."""

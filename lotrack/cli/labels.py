@@ -29,7 +29,9 @@ def print_options(func: Callable[..., Any]) -> Callable[..., Any]:
                      help="Output format (default: from --out's suffix)."),
         click.option("--copies", type=int, default=1, show_default=True, help="Copies of each label."),
         click.option("--reason", help="Why labels printed before are printed again (reprints)."),
-        click.option("--dpi", type=int, default=600, show_default=True, help="PNG resolution."),
+        # Bounded: 0 divided by zero, and a huge value asked for an image larger than memory.
+        click.option("--dpi", type=click.IntRange(72, 2400), default=600, show_default=True,
+                     help="PNG resolution (72-2400)."),
         click.option("--out", "out_path", type=click.Path(path_type=Path), required=True,
                      help="File (pdf, zpl, or one png/svg) or folder (several png/svg)."),
     ]

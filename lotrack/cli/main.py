@@ -45,7 +45,7 @@ COMMANDS = {
 
 SHORT_HELP = {
     "init": "Create or upgrade the database and its first administrator.",
-    "db": "Database migrations: upgrade, downgrade, current.",
+    "db": "Database migrations: upgrade, downgrade, current; SQLite backup and restore.",
     "user": "User accounts and roles.",
     "login": "Start a login session.",
     "logout": "End the login session.",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from lotrack.cli.context import App, emit, output_options, pass_app, read_password
@@ -44,7 +46,8 @@ def init(app: App, admin_username: str | None, admin_name: str | None, password_
 
 @click.group()
 def db() -> None:
-    """Database migrations (Alembic), run from the installed package."""
+    """Database migrations (Alembic), run from the installed package; SQLite backup and
+    restore."""
 
 
 @db.command()
@@ -94,3 +97,73 @@ def current(app: App, as_json: bool) -> None:
     data["up_to_date"] = data["current"] == data["head"]
     emit(data, as_json, lambda: (f"{data['database']}: revision {data['current'] or 'none'} "
                                  f"(head {data['head']})"))
+
+
+@db.command()
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@pass_app
+def backup(app: App, file: Path) -> None:
+    """Back up the SQLite database to FILE, a new file, while others keep working
+    (SQLite's online backup API); administrators.
+
+    The backup event (who, when, FILE) is committed first, so the backup holds it; the
+    file's SHA-256 is recorded once it is written. On PostgreSQL use pg_dump.
+
+    Example: lotrack db backup backups/lotrack-2026-05-04.db
+    """
+    from lotrack.services import backups
+
+    database = backups.sqlite_file(app.settings.db_url, "backup")
+    target = backups.check_backup_target(database, file)
+    app.run(lambda s, actor: backups.record_backup(s, actor, database, target))
+    done = backups.write_backup(database, target)
+    app.run(lambda s, actor: backups.record_backup_written(s, actor, done))
+    click.echo(f"Backed up {database} to {done.file} ({done.size} bytes, sha256 {done.sha256}).")
+
+
+@db.command()
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--yes", is_flag=True,
+              help="Confirm that every record of the database is to be replaced by the backup's.")
+@pass_app
+def restore(app: App, file: Path, yes: bool) -> None:
+    """Replace the SQLite database with the backup FILE; an administrator of the backup.
+
+    The backup is copied beside the database, upgraded if it is older, and its audit trail
+    verified; the restore is recorded in it; then it is copied over the database in one
+    step. The database replaced is kept as DATABASE.replaced-TIME. On PostgreSQL use
+    pg_restore.
+
+    Example: lotrack db restore backups/lotrack-2026-05-04.db --yes
+    """
+    from lotrack import db as database_module
+    from lotrack.errors import InvalidInput
+    from lotrack.migrations_head import HEAD
+    from lotrack.services import backups
+
+    database = backups.sqlite_file(app.settings.db_url, "restore")
+    if not yes:
+        raise InvalidInput(f"restoring replaces every record in {database} with those in {file}: "
+                           "give --yes to confirm")
+    staged = backups.stage_restore(file, database)
+    try:
+        digest = backups.sha256_of(file)
+        engine = database_module.make_engine(f"sqlite:///{staged}")
+        try:
+            revision = database_module.current_revision(engine)
+            if revision is None:
+                raise InvalidInput(f"{file} is not a lotrack database (it has no schema revision)")
+            if revision != HEAD:
+                database_module.upgrade(engine)
+            report = database_module.retrying(engine, lambda s: backups.accept_restore(
+                s, app.current_user(s), file, digest, database))
+        finally:
+            engine.dispose()
+        kept = backups.replace_database(staged, database, lambda: backups.replaced_name(database))
+    finally:
+        backups.remove_database_files(staged)
+    upgraded = f", upgraded from revision {revision}" if revision != HEAD else ""
+    click.echo(f"Restored {file} (sha256 {digest}) into {database}{upgraded}: audit trail "
+               f"intact, {report.events + 1} events.")
+    if kept is not None:
+        click.echo(f"The database it replaced is kept as {kept}.")

@@ -42,10 +42,16 @@ class Staged:
     moves: list[tuple[Path, Path]] = field(default_factory=list)
 
     def commit(self) -> list[Path]:
-        for temp, final in self.moves:
-            final.parent.mkdir(parents=True, exist_ok=True)
-            temp.replace(final)
-        shutil.rmtree(self.staging, ignore_errors=True)
+        try:
+            for temp, final in self.moves:
+                final.parent.mkdir(parents=True, exist_ok=True)
+                temp.replace(final)
+        except OSError as exc:
+            # The print is committed by now: say so, rather than fail with a traceback.
+            raise InvalidInput(f"the labels were recorded but could not be written: {exc}; "
+                               "print them again with --reason") from exc
+        finally:
+            shutil.rmtree(self.staging, ignore_errors=True)
         return [final for _, final in self.moves]
 
     def discard(self) -> None:
@@ -59,10 +65,24 @@ def stage_labels(out: Path, fmt: str, drawings: list[Drawing], copies: int,
     staged = Staged(Path(tempfile.mkdtemp(prefix=".lotrack-labels-", dir=parent)))
     try:
         _write(staged, out, fmt, drawings, copies, template, sheet, title, watermark, dpi, dpmm)
+        for _, final in staged.moves:
+            _check_destination(final)
     except BaseException:
         staged.discard()
         raise
     return staged
+
+
+def _check_destination(final: Path) -> None:
+    """Refuse, before the print is recorded, a destination the move could not fill: a
+    folder where the file goes, or a file where a folder must be."""
+    if final.is_dir():
+        raise InvalidInput(f"cannot write {final}: it is a folder")
+    for parent in final.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise InvalidInput(f"cannot write {final}: {parent} is a file, not a folder")
+            return
 
 
 def _repeat(drawings: list[Drawing], copies: int) -> Iterable[Drawing]:

@@ -1,0 +1,179 @@
+"""`lotrack db backup` and `lotrack db restore`: an administrator's SQLite backup, taken
+while others work, restores to a database whose audit trail verifies and whose traces
+answer as before; PostgreSQL is pointed to pg_dump and pg_restore."""
+
+import json
+import sqlite3
+import threading
+from datetime import timedelta
+
+import pytest
+from trialkit import T0, Trial
+
+from lotrack.services import storage
+
+
+@pytest.fixture
+def trial(lotrack, database, make_user):
+    if database.backend != "sqlite":
+        pytest.skip("backup and restore are SQLite's; PostgreSQL has pg_dump and pg_restore")
+    trial = Trial.build(database, make_user)
+    trial.enroll_and_operate("S-1", "LOW", T0)
+    trial.dispense("S-1", [trial.vial()], T0 + timedelta(hours=24))
+    return trial
+
+
+def _trace(lotrack) -> dict:
+    return json.loads(lotrack.ok("trace", "lot", "L001", "--json", user="monitor.sun"))
+
+
+def _database_events(lotrack) -> list[dict]:
+    return json.loads(lotrack.ok("audit", "log", "--entity", "database", "--json"))
+
+
+def test_a_restored_database_verifies_and_answers_the_same_traces(lotrack, trial, tmp_path):
+    before = _trace(lotrack)
+    backup = tmp_path / "backups" / "lotrack-backup.db"
+    backup.parent.mkdir()
+    done = lotrack.script("db", "backup", str(backup))
+    assert done.exit_code == 0, done.stderr
+    sha = done.stdout.split("sha256 ")[1].rstrip(").\n")
+    events = _database_events(lotrack)
+    assert [(e["action"], e["user"], e["after"]["file"]) for e in events] == [
+        ("backup", "admin", str(backup)), ("backup_written", "admin", str(backup))]
+    assert events[1]["after"]["sha256"] == sha
+    # The backup holds the record of its own making (its checksum cannot be in it).
+    with sqlite3.connect(f"{backup.as_uri()}?mode=ro", uri=True) as copy:
+        assert copy.execute("SELECT action FROM audit_events WHERE entity = 'database'"
+                            ).fetchall() == [("backup",)]
+
+    # Life goes on after the backup: another dose, and the lot put on hold.
+    trial.enroll_and_operate("S-2", "LOW", T0)
+    trial.dispense("S-2", [trial.vial()], T0 + timedelta(hours=25))
+    trial.transition("L001", "on_hold")
+    changed = _trace(lotrack)
+    assert changed != before
+
+    done = lotrack.script("db", "restore", str(backup), "--yes")
+    assert done.exit_code == 0, done.stderr
+    assert f"sha256 {sha}" in done.stdout and "audit trail intact" in done.stdout
+    assert _trace(lotrack) == before
+    assert "Audit trail intact" in lotrack.ok("audit", "verify", user="monitor.sun")
+    restore = _database_events(lotrack)[-1]
+    assert (restore["action"], restore["user"], restore["after"]["sha256"]) == (
+        "restore", "admin", sha)
+
+    # The database replaced is kept, whole, beside the database.
+    kept = done.stdout.split("kept as ")[1].strip().rstrip(".")
+    kept_db = lotrack.db_url.replace(lotrack.db_url.split("///")[1], kept)
+    assert json.loads(lotrack.ok("trace", "lot", "L001", "--json", user="monitor.sun",
+                                 LOTRACK_DB=kept_db)) == changed
+
+
+def test_a_backup_taken_while_another_user_writes_is_consistent(lotrack, trial, tmp_path):
+    """The online backup API copies one snapshot, whatever is in the WAL included."""
+    stop = threading.Event()
+
+    def write_meanwhile():
+        n = 0
+        while not stop.is_set() and n < 20:
+            n += 1
+            trial.act("pharm.chen", lambda s, a, n=n: storage.add_location(
+                s, a, f"SITE/FRZ-B/R{n}", None))
+
+    writer = threading.Thread(target=write_meanwhile)
+    writer.start()
+    backups = [tmp_path / f"b{i}.db" for i in range(3)]
+    for backup in backups:
+        lotrack.ok("db", "backup", str(backup))
+    stop.set()
+    writer.join(60)
+    for backup in backups:
+        url = f"sqlite:///{backup}"
+        assert "Audit trail intact" in lotrack.ok("audit", "verify", LOTRACK_DB=url)
+
+
+def _tamper(path):
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE lots SET status = 'released' WHERE lot_number = 'L001'")
+        conn.execute("UPDATE vials SET status = 'in_stock' WHERE status = 'dispensed'")
+
+
+@pytest.mark.parametrize(("step", "exit_code", "message"), [
+    ("backup as a pharmacist", 3, "backing up the database needs the admin role"),
+    ("backup onto a file", 2, "a backup never overwrites a file"),
+    ("backup onto the database", 2, "is the database itself"),
+    ("restore without --yes", 2, "give --yes to confirm"),
+    ("restore as a pharmacist", 3, "restoring the database needs the admin role"),
+    ("restore a text file", 2, "is not an SQLite database"),
+    ("restore a missing file", 2, "no backup file"),
+    ("restore a tampered backup", 4, "does not verify"),
+    ("restore an SQLite file lotrack did not write", 2, "is not a lotrack database"),
+])
+def test_refusals_are_one_error_line_and_change_nothing(lotrack, trial, tmp_path, step,
+                                                        exit_code, message):
+    backup = tmp_path / "b.db"
+    lotrack.ok("db", "backup", str(backup))
+    before = lotrack.ok("audit", "log", "--json", "--limit", "100000", user="monitor.sun")
+    database_file = lotrack.db_url.split("///")[1]
+    args, user = {
+        "backup as a pharmacist": (["db", "backup", str(tmp_path / "c.db")], "pharm.chen"),
+        "backup onto a file": (["db", "backup", str(backup)], "admin"),
+        "backup onto the database": (["db", "backup", database_file], "admin"),
+        "restore without --yes": (["db", "restore", str(backup)], "admin"),
+        "restore as a pharmacist": (["db", "restore", str(backup), "--yes"], "pharm.chen"),
+        "restore a text file": (["db", "restore", str(tmp_path / "notes.db"), "--yes"], "admin"),
+        "restore a missing file": (["db", "restore", str(tmp_path / "none.db"), "--yes"], "admin"),
+        "restore a tampered backup": (["db", "restore", str(backup), "--yes"], "admin"),
+        "restore an SQLite file lotrack did not write": (
+            ["db", "restore", str(tmp_path / "other.db"), "--yes"], "admin"),
+    }[step]
+    (tmp_path / "notes.db").write_text("not a database\n")
+    with sqlite3.connect(tmp_path / "other.db") as other:
+        other.execute("CREATE TABLE t (x)")
+    if step == "restore a tampered backup":
+        _tamper(backup)
+    outcome = lotrack(*args, user=user)
+    assert outcome.exit_code == exit_code, outcome.stderr
+    errors = [line for line in outcome.stderr.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and message in errors[0], outcome.stderr
+    after = lotrack.ok("audit", "log", "--json", "--limit", "100000", user="monitor.sun")
+    assert json.loads(after) == json.loads(before)
+    assert not (tmp_path / "c.db").exists()
+    leftovers = [p.name for p in tmp_path.rglob(".lotrack-*")]
+    assert leftovers == []
+    assert not list(tmp_path.rglob("*.replaced-*"))
+
+
+def test_on_postgresql_backup_and_restore_point_to_pg_dump_and_pg_restore(lotrack, database,
+                                                                           tmp_path):
+    if database.backend != "postgresql":
+        pytest.skip("the PostgreSQL refusal")
+    before = lotrack.ok("audit", "log", "--json")
+    for args in (["db", "backup", str(tmp_path / "b.db")],
+                 ["db", "restore", str(tmp_path / "b.db"), "--yes"]):
+        outcome = lotrack(*args)
+        assert outcome.exit_code == 1
+        assert outcome.stderr.startswith("Error: ") and len(outcome.stderr.splitlines()) == 1
+        assert "pg_dump" in outcome.stderr and "pg_restore" in outcome.stderr
+    assert lotrack.ok("audit", "log", "--json") == before
+    assert not (tmp_path / "b.db").exists()
+
+
+def test_a_backup_from_an_older_lotrack_is_upgraded_as_it_is_restored(lotrack, trial, tmp_path):
+    from lotrack import db
+    from lotrack.migrations_head import HEAD
+
+    before = _trace(lotrack)
+    backup = tmp_path / "old.db"
+    lotrack.ok("db", "backup", str(backup))
+    engine = db.make_engine(f"sqlite:///{backup}")
+    previous = str(int(HEAD) - 1).zfill(len(HEAD))
+    db.downgrade(engine, previous)  # as the lotrack before the last migration left it
+    engine.dispose()
+    done = lotrack.script("db", "restore", str(backup), "--yes")
+    assert done.exit_code == 0, done.stderr
+    assert f"upgraded from revision {previous}" in done.stdout
+    assert f"revision {HEAD}" in lotrack.ok("db", "current")
+    assert _trace(lotrack) == before
+    assert "Audit trail intact" in lotrack.ok("audit", "verify", user="monitor.sun")
