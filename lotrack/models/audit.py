@@ -62,6 +62,12 @@ class Signature(Base):
     entity_id: Mapped[str] = mapped_column(String(100))
     record_hash: Mapped[str] = mapped_column(String(64))
 
+    # `audit verify` reads signatures from their columns, not as objects (audit.RowReader);
+    # tests/integration/test_audit_verify_fast.py holds these equal to audit_key/audit_state().
+    __audit_columns__ = ("user_id", "printed_name", "signed_at", "meaning", "entity",
+                         "entity_id", "record_hash")
+    __audit_key_columns__ = ("id",)
+
     @property
     def audit_key(self) -> str:
         return str(self.id)

@@ -42,9 +42,19 @@ class LabelPrint(Base):
     printed_at: Mapped[datetime] = mapped_column(UTCDateTime())
     printed_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
 
+    # `audit verify` reads label prints from their columns, not as objects (audit.RowReader);
+    # tests/integration/test_audit_verify_fast.py holds these equal to audit_key/audit_state().
+    __audit_columns__ = ("job", "kind", "subject", "template", "output_format", "copies",
+                         "print_number", "reason", "content", "printed_at", "printed_by_id")
+    __audit_key_columns__ = ("kind", "subject", "print_number")
+
+    @staticmethod
+    def audit_key_from(kind: str, subject: str, print_number: int) -> str:
+        return f"{kind}:{subject}#{print_number}"
+
     @property
     def audit_key(self) -> str:
-        return f"{self.kind}:{self.subject}#{self.print_number}"
+        return self.audit_key_from(self.kind, self.subject, self.print_number)
 
     def audit_state(self) -> dict[str, object]:
         return {

@@ -187,6 +187,13 @@ class QcResult(Base):
     correction_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     superseded: Mapped[bool] = mapped_column(Boolean, default=False)
 
+    # `audit verify` reads QC results from their columns, not as objects (audit.RowReader);
+    # tests/integration/test_audit_verify_fast.py holds these equal to audit_key/audit_state().
+    __audit_columns__ = ("lot_id", "attribute", ("value", "value_text"), "unit", "method",
+                         "tested_on", "analyst", "verdict", "supersedes_id", "correction_reason",
+                         "superseded")
+    __audit_key_columns__ = ("id",)
+
     @property
     def audit_key(self) -> str:
         return str(self.id)
@@ -211,6 +218,11 @@ class StorageLocation(Base):
                                                   nullable=True)
     capacity: Mapped[int | None] = mapped_column(Integer, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    # `audit verify` reads storage locations from their columns, not as objects (audit.RowReader);
+    # tests/integration/test_audit_verify_fast.py holds these equal to audit_key/audit_state().
+    __audit_columns__ = ("path", "parent_id", "capacity")
+    __audit_key_columns__ = ("path",)
 
     @property
     def audit_key(self) -> str:
@@ -243,6 +255,12 @@ class Vial(Base):
     lot: Mapped[Lot] = relationship()
     location: Mapped[StorageLocation | None] = relationship()
 
+    # `audit verify` reads vials from their columns, not as objects (audit.RowReader);
+    # tests/integration/test_audit_verify_fast.py holds these equal to audit_key/audit_state().
+    __audit_columns__ = ("serial", "lot_id", "number", "status", "on_hold", "location_id",
+                         "position", "received_at")
+    __audit_key_columns__ = ("serial",)
+
     @property
     def audit_key(self) -> str:
         return self.serial
@@ -268,6 +286,12 @@ class Excursion(Base):
     vials_affected: Mapped[int] = mapped_column(Integer)
     recorded_at: Mapped[datetime] = mapped_column(UTCDateTime())
     recorded_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+
+    # `audit verify` reads excursions from their columns, not as objects (audit.RowReader);
+    # tests/integration/test_audit_verify_fast.py holds these equal to audit_key/audit_state().
+    __audit_columns__ = ("location_id", "started_at", "ended_at", "max_temp_c", "note",
+                         "vials_affected")
+    __audit_key_columns__ = ("id",)
 
     @property
     def audit_key(self) -> str:

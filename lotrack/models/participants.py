@@ -31,9 +31,19 @@ class ProtocolVersion(Base):
     loaded_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
     activated_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
+    # `audit verify` reads protocol versions from their columns, not as objects (audit.RowReader);
+    # tests/integration/test_audit_verify_fast.py holds these equal to audit_key/audit_state().
+    __audit_columns__ = ("code", "version", "status", "content_sha256", "source_name",
+                         "activated_at")
+    __audit_key_columns__ = ("code", "version")
+
+    @staticmethod
+    def audit_key_from(code: str, version: int) -> str:
+        return f"{code} v{version}"
+
     @property
     def audit_key(self) -> str:
-        return f"{self.code} v{self.version}"
+        return self.audit_key_from(self.code, self.version)
 
     def audit_state(self) -> dict[str, object]:
         return {"code": self.code, "version": self.version, "status": self.status,
@@ -66,6 +76,13 @@ class Participant(Base):
     cycles: Mapped[list[TreatmentCycle]] = relationship(
         back_populates="participant", order_by="TreatmentCycle.number")
 
+    # `audit verify` reads participants from their columns, not as objects (audit.RowReader);
+    # tests/integration/test_audit_verify_fast.py holds these equal to audit_key/audit_state().
+    __audit_columns__ = ("subject_id", "protocol_version_id", ("group", "group_code"), "status",
+                         "consented_on", "age_at_consent", "screening", "enrolled_by_id",
+                         "withdrawn_at", "withdrawal_reason")
+    __audit_key_columns__ = ("subject_id",)
+
     @property
     def audit_key(self) -> str:
         return self.subject_id
@@ -95,6 +112,11 @@ class Surgery(Base):
 
     participant: Mapped[Participant] = relationship()
 
+    # `audit verify` reads surgeries from their columns, not as objects (audit.RowReader);
+    # tests/integration/test_audit_verify_fast.py holds these equal to audit_key/audit_state().
+    __audit_columns__ = ("participant_id", "performed_at", "iua_score", "recorded_by_id")
+    __audit_key_columns__ = ("id",)
+
     @property
     def audit_key(self) -> str:
         return str(self.id)
@@ -118,6 +140,12 @@ class Hysteroscopy(Base):
     recurrence: Mapped[bool]
     recorded_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
 
+    # `audit verify` reads hysteroscopies from their columns, not as objects (audit.RowReader);
+    # tests/integration/test_audit_verify_fast.py holds these equal to audit_key/audit_state().
+    __audit_columns__ = ("participant_id", "cycle_id", "performed_at", "recurrence",
+                         "recorded_by_id")
+    __audit_key_columns__ = ("id",)
+
     @property
     def audit_key(self) -> str:
         return str(self.id)
@@ -140,6 +168,11 @@ class TreatmentCycle(Base):
 
     participant: Mapped[Participant] = relationship(back_populates="cycles")
     surgery: Mapped[Surgery] = relationship()
+
+    # `audit verify` reads treatment cycles from their columns, not as objects (audit.RowReader);
+    # tests/integration/test_audit_verify_fast.py holds these equal to audit_key/audit_state().
+    __audit_columns__ = ("participant_id", "number", "surgery_id")
+    __audit_key_columns__ = ("id",)
 
     @property
     def audit_key(self) -> str:

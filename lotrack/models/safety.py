@@ -60,6 +60,14 @@ class AdverseEvent(Base):
     def ae_code(self) -> str:
         return format_ae_code(self.id)
 
+    # `audit verify` reads adverse events from their columns, not as objects (audit.RowReader);
+    # tests/integration/test_audit_verify_fast.py holds these equal to audit_key/audit_state().
+    __audit_columns__ = ("participant_id", "verbatim_term", "ctcae_term", "system_organ_class",
+                         "needs_coding", "grade", "serious", "relatedness", "outcome",
+                         "action_taken", "onset_on", "resolved_on", "recorded_by_id")
+    __audit_key_columns__ = ("id",)
+    audit_key_from = staticmethod(format_ae_code)
+
     @property
     def audit_key(self) -> str:
         return self.ae_code

@@ -1,0 +1,135 @@
+"""`audit verify` reads the trail and the audited rows through driver cursors, not the ORM.
+
+Its chain loop writes each event's payload itself and each opted-in model's rows are
+written straight from their columns; these tests hold both byte-identical to
+`event_hash` and to every model's audit_key/audit_state(), and check that the problems
+found through the fast paths are named as before, on both databases.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import select, text
+from trialkit import PASSWORD, T0, UTC_TZ, Trial
+
+from lotrack import audit, audit_verify, db
+from lotrack.models import AuditEvent
+from lotrack.schemas.safety import AdverseEventIn
+from lotrack.services import adverse_events, auth, labels, storage
+
+FAST_ENTITIES = {"ae", "cycle", "excursion", "hysteroscopy", "label_print", "location",
+                 "participant", "protocol", "qc_result", "signature", "surgery", "vial"}
+
+
+@pytest.fixture
+def trial(database, make_user):
+    """A little of every audited record: lots, vials, QC, signatures, doses, labels..."""
+    trial = Trial.build(database, make_user)
+    trial.lot()
+    trial.lot("PLACEBO", release=False)
+    trial.enroll_and_operate("S-1", "LOW", T0)
+    dose = trial.dispense("S-1", [trial.vial()], T0 + timedelta(hours=24))
+    trial.administer(dose.dose_code, T0 + timedelta(hours=24, minutes=30))
+    trial.hysteroscopy("S-1", T0 + timedelta(days=30), recurrence=True)
+    trial.act("inv.liu", lambda s, a: adverse_events.record_adverse_event(
+        s, a, "S-1", AdverseEventIn(term="Douleur pelvienne « aiguë »", grade=2,
+                                    onset=(T0 + timedelta(days=1)).date()), UTC_TZ))
+    start = datetime.now(UTC) - timedelta(hours=5)
+    for peak, note in ((-48.0, "door left open"), (-47.5, None)):
+        trial.act("pharm.chen", lambda s, a, p=peak, n=note: storage.record_excursion(
+            s, a, "SITE/FRZ-A", start, start + timedelta(hours=1), p, n))
+    template = labels.load_template(None, "vial")
+    trial.act("pharm.chen", lambda s, a: labels.record_prints(
+        s, a, "vial", labels.vial_labels(s, "L001", None, []), template, "pdf", 1, None))
+    return trial
+
+
+def verify(trial) -> audit.VerifyReport:
+    with db.unit_of_work(trial.database.engine) as session:
+        return audit.verify(session)
+
+
+def raw(trial, sql: str, **params) -> None:
+    with trial.database.engine.connect() as conn:
+        conn.execute(text(sql), params)
+        conn.commit()
+
+
+def test_the_chain_loop_hashes_every_event_exactly_as_event_hash(trial):
+    odd = [  # (before, after, reason, at): nothing, unicode and escapes, a whole second
+        (None, None, None, datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)),
+        ({"n": 70.0, "x": [1, 2.5]}, None, "naïve — 日本語 \"quoted\" \\ tab\t nl\n \x01",
+         datetime(2026, 1, 2, 3, 4, 5, 1, tzinfo=UTC)),
+        (None, {"when": "2026-01-02", "ok": True, "none": None}, "", None),
+    ]
+    with db.unit_of_work(trial.database.engine) as session:
+        admin = auth.authenticate(session, "admin", PASSWORD)
+        for before, after, reason, at in odd:
+            audit.record(session, admin, "note", "n-1", "comment", before, after, reason, at)
+        session.commit()
+    with db.unit_of_work(trial.database.engine) as session:
+        events = session.execute(select(AuditEvent).order_by(AuditEvent.seq)).scalars().all()
+        assert all(audit.event_hash(e) == e.hash for e in events)
+        report = audit.verify(session)
+    assert report.ok, report.problems
+    assert report.events == len(events) > 50
+
+
+def test_a_timestamp_stored_in_another_form_is_parsed_not_refused(trial):
+    with db.unit_of_work(trial.database.engine) as session:
+        admin = auth.authenticate(session, "admin", PASSWORD)
+        seq = audit.record(session, admin, "note", "n-2", "comment", None, None, None,
+                           datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)).seq
+        session.commit()
+    # The same instant written without microseconds (as another tool might on SQLite).
+    raw(trial, "UPDATE audit_events SET occurred_at = :at WHERE seq = :seq",
+        at="2026-01-02 03:04:05" if trial.database.backend == "sqlite"
+        else "2026-01-02 04:04:05+01", seq=seq)
+    assert verify(trial).ok
+    raw(trial, "UPDATE audit_events SET occurred_at = :at WHERE seq = :seq",
+        at="2026-01-02 03:04:06" if trial.database.backend == "sqlite"
+        else "2026-01-02 03:04:06+00", seq=seq)
+    assert verify(trial).problems == [
+        f"audit event {seq} (note n-2 comment) was altered: its hash does not match its content"]
+
+
+def test_every_column_reader_gives_the_key_and_state_the_orm_gives(trial):
+    if trial.database.backend == "sqlite":  # a value in a form the reader does not expect
+        raw(trial, "UPDATE vials SET received_at = '2026-04-27 09:00:00' WHERE id = 1")
+    checked = set()
+    with db.unit_of_work(trial.database.engine) as session:
+        dialect = session.get_bind().dialect
+        for model in audit.audited_models():
+            reader = audit_verify.row_reader(model, dialect)
+            if reader is None:
+                continue
+            fast = sorted(reader.states(session))
+            orm = sorted((row.audit_key, audit.canonical(row.audit_state()))
+                         for row in session.execute(select(model)).scalars())
+            assert fast == orm, model.__audit_entity__
+            if fast:
+                checked.add(model.__audit_entity__)
+    assert checked == FAST_ENTITIES
+
+
+def test_rows_read_by_columns_changed_inserted_or_deleted_behind_lotrack_are_named(trial):
+    with trial.database.engine.connect() as conn:
+        serial = conn.execute(text("SELECT serial FROM vials WHERE id NOT IN "
+                                   "(SELECT vial_id FROM dose_vials) ORDER BY id")).scalars().first()
+        other = conn.execute(text("SELECT serial FROM vials WHERE serial <> :s AND id NOT IN "
+                                  "(SELECT vial_id FROM dose_vials) ORDER BY id"),
+                             {"s": serial}).scalars().first()
+    raw(trial, "UPDATE vials SET on_hold = NOT on_hold WHERE serial = :s", s=serial)
+    raw(trial, "UPDATE excursions SET max_temp_c = -48.25 WHERE max_temp_c = -48")
+    raw(trial, "DELETE FROM vials WHERE serial = :s", s=other)
+    raw(trial, "INSERT INTO storage_locations (path, parent_id, capacity, created_at) "
+               "VALUES ('SITE/FRZ-Z', NULL, NULL, '2026-01-01 00:00:00')")
+    found = verify(trial).problems
+    assert f"vial {serial} differs from its last audited state: it was changed outside lotrack" \
+        in found
+    assert any(p.startswith("excursion ") and "changed outside lotrack" in p for p in found)
+    assert f"vial {other} was deleted outside lotrack" in found
+    assert "location SITE/FRZ-Z has no audit event: it was written outside lotrack" in found
+    assert len(found) == 4, found
