@@ -57,6 +57,25 @@ def _password_matches(user: User, password: str) -> bool:
         return False
 
 
+def _checked_key(user: User, password: str) -> str:
+    # Keyed by the stored hash too, so a password changed in the transaction is checked again.
+    return hashlib.sha256(f"{user.id}\0{user.password_hash}\0{password}".encode()).hexdigest()
+
+
+def _checked_in_this_transaction(session: Session, user: User, password: str) -> bool:
+    """True when this user's password was already checked in this transaction.
+
+    A command reads each person's password once: the dispenser's login and signature
+    are the same typed password, so it is checked by argon2 once (the slow, deliberate
+    part) and the signature still needs it given. The memo lives in the session, which
+    lives for one transaction (db.unit_of_work)."""
+    return _checked_key(user, password) in session.info.get("passwords_checked", ())
+
+
+def _remember_checked(session: Session, user: User, password: str) -> None:
+    session.info.setdefault("passwords_checked", set()).add(_checked_key(user, password))
+
+
 def find_user(session: Session, username: str) -> User | None:
     return session.execute(select(User).where(User.username == username)).scalar_one_or_none()
 
@@ -71,8 +90,10 @@ def authenticate(session: Session, username: str, password: str, purpose: str = 
     if user.locked:
         raise PermissionDenied(f"user {username} is locked after {MAX_FAILED_LOGINS} failed "
                                "attempts; an administrator must unlock it")
-    if not _password_matches(user, password):
-        raise AuthenticationFailed(f"wrong password for {username} ({purpose})", username)
+    if not _checked_in_this_transaction(session, user, password):
+        if not _password_matches(user, password):
+            raise AuthenticationFailed(f"wrong password for {username} ({purpose})", username)
+        _remember_checked(session, user, password)
     if user.failed_logins:
         before = user.audit_state()
         user.failed_logins = 0

@@ -124,3 +124,29 @@ def test_a_deactivated_user_cannot_sign_in_and_passwords_are_argon2_hashes(trail
     with trail.engine.connect() as conn:
         hashes = conn.execute(text("SELECT password_hash FROM users")).scalars().all()
     assert all(h.startswith("$argon2id$") and PASSWORD not in h for h in hashes)
+
+
+def test_a_signature_in_the_login_transaction_still_needs_the_right_password(trail, monkeypatch):
+    """A command checks a person's password once with argon2 (the slow part): the same
+    password given again in the same transaction is not hashed again, a wrong one fails,
+    a new transaction checks afresh, and a lock or deactivation still applies."""
+    checks = []
+    real = auth._password_matches
+    monkeypatch.setattr(auth, "_password_matches",
+                        lambda user, password: checks.append(user.username) or real(user, password))
+    with db.unit_of_work(trail.engine) as session:
+        qa = auth.authenticate(session, "qa.lee", PASSWORD)
+        auth.reauthenticate(session, qa, PASSWORD, "released")
+        auth.reauthenticate(session, qa, PASSWORD, "released")
+        assert checks == ["qa.lee"]
+        with pytest.raises(PermissionDenied, match="wrong password for qa.lee"):
+            auth.reauthenticate(session, qa, "not-the-password", "released")
+    with db.unit_of_work(trail.engine) as session:
+        auth.authenticate(session, "qa.lee", PASSWORD)
+    assert checks == ["qa.lee", "qa.lee", "qa.lee"]
+    with db.unit_of_work(trail.engine) as session:
+        qa = auth.authenticate(session, "qa.lee", PASSWORD)
+        admin = auth.authenticate(session, "admin", PASSWORD)
+        users.deactivate_user(session, admin, "qa.lee", "left the site")
+        with pytest.raises(PermissionDenied, match="deactivated"):
+            auth.reauthenticate(session, qa, PASSWORD, "released")
