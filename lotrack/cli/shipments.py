@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import click
 
 from lotrack.cli.context import App, emit, output_options, pass_app, read_password
 
+T = TypeVar("T")
 PASSWORD_STDIN = click.option("--password-stdin", is_flag=True,
                               help="Read the signing password from stdin (first line).")
 
@@ -23,6 +26,26 @@ def _at(app: App, text: str | None, what: str):
     from lotrack.schemas.times import parse_datetime
 
     return parse_datetime(text, app.settings.site_tz, what) if text else utcnow()
+
+
+def _signed(app: App, password_stdin: bool, meaning: str, step: Callable[[Any, Any, str], T]) -> T:
+    """Run a signed step: the password is asked for (naming what the signature means) before
+    the unit of work opens, so a prompt never holds a transaction."""
+    password = read_password(password_stdin, f"Password (signature: {meaning})")
+    return app.run(lambda s, actor: step(s, actor, password))
+
+
+def _announce(done, outcome: str) -> None:
+    """Every step ends with the same line: the shipment, then what became of it."""
+    click.echo(f"Shipment {done.code} {outcome}.")
+
+
+def _vials(done) -> str:
+    return f"{len(done.vials)} vial(s)"
+
+
+def _warn(text: str) -> None:
+    click.echo(f"Warning: {text}", err=True)
 
 
 @shipment.command("create")
@@ -60,8 +83,7 @@ def create(app: App, origin: str, site: str, lot_numbers: tuple[str, ...],
     at = _at(app, time_text, "--time")
     created = app.run(lambda s, actor: shipments.create_shipment(
         s, actor, origin, site, picks, [x.strip() for x in serials], app.settings.site_tz, at))
-    click.echo(f"Shipment {created.code} prepared: {len(created.vials)} vial(s) from {origin} "
-               f"to {site}.")
+    _announce(created, f"prepared: {_vials(created)} from {origin} to {site}")
 
 
 @shipment.command("dispatch")
@@ -85,14 +107,13 @@ def dispatch(app: App, code: str, courier: str | None, tracking_number: str | No
     from lotrack.services import shipments
 
     at = _at(app, time_text, "--time")
-    password = read_password(password_stdin, "Password (signature: shipment issued)")
-    done = app.run(lambda s, actor: shipments.dispatch_shipment(
-        s, actor, code, courier, tracking_number, monitor_id, at, password,
-        app.settings.site_tz))
-    click.echo(f"Shipment {done.code} dispatched: {len(done.vials)} vial(s) in transit.")
+    done = _signed(app, password_stdin, "shipment issued",
+                   lambda s, actor, password: shipments.dispatch_shipment(
+                       s, actor, code, courier, tracking_number, monitor_id, at, password,
+                       app.settings.site_tz))
+    _announce(done, f"dispatched: {_vials(done)} in transit")
     if done.monitor_id is None:
-        click.echo("Warning: no temperature monitor: the shipment will arrive quarantined.",
-                   err=True)
+        _warn("no temperature monitor: the shipment will arrive quarantined.")
 
 
 @shipment.command("receive")
@@ -115,17 +136,26 @@ def receive(app: App, code: str, box_paths: tuple[str, ...], max_temp: float | N
     from lotrack.services import shipments
 
     at = _at(app, time_text, "--time")
-    password = read_password(password_stdin, "Password (signature: shipment received)")
-    done = app.run(lambda s, actor: shipments.receive_shipment(
-        s, actor, code, list(box_paths), at, max_temp, password, app.settings.site_tz))
-    n = len(done.vials)
+    done = _signed(app, password_stdin, "shipment received",
+                   lambda s, actor, password: shipments.receive_shipment(
+                       s, actor, code, list(box_paths), at, max_temp, password,
+                       app.settings.site_tz))
+    stored = f"received: {_vials(done)} stored"
     if done.status == "quarantined":
-        click.echo(f"Shipment {done.code} received: {n} vial(s) stored, QUARANTINED.")
-        click.echo(f"Warning: quarantined for QA ({done.quarantine_reason}); release with "
-                   f"`lotrack shipment release-quarantine {done.code}`.", err=True)
+        _announce(done, f"{stored}, QUARANTINED")
+        _warn(f"quarantined for QA ({done.quarantine_reason}); release with "
+              f"`lotrack shipment release-quarantine {done.code}`.")
     else:
-        click.echo(f"Shipment {done.code} received: {n} vial(s) stored, unconfirmed; scan each "
-                   f"label to confirm (`lotrack shipment confirm {done.code}`).")
+        _announce(done, f"{stored}, unconfirmed; scan each label to confirm "
+                        f"(`lotrack shipment confirm {done.code}`)")
+
+
+def _confirmation(report) -> dict:
+    """The answer to every scan and the count still to confirm, as `confirm --json` gives it."""
+    return {"shipment": report.shipment, "status": report.status, "total": report.total,
+            "confirmed_now": report.confirmed, "remaining": report.remaining,
+            "answers": [{"scan": a.scan, "answer": a.answer, "vial": a.serial,
+                         "detail": a.detail} for a in report.answers]}
 
 
 @shipment.command("confirm")
@@ -162,10 +192,7 @@ def confirm(app: App, code: str, scans: tuple[str, ...], substitute: str | None,
     report = app.run(lambda s, actor: shipments.confirm_scans(
         s, actor, code, texts, password, substitute or app.settings.gs_substitute,
         app.settings.site_tz))
-    data = {"shipment": report.shipment, "status": report.status, "total": report.total,
-            "confirmed_now": report.confirmed, "remaining": report.remaining,
-            "answers": [{"scan": a.scan, "answer": a.answer, "vial": a.serial,
-                         "detail": a.detail} for a in report.answers]}
+    data = _confirmation(report)
     emit(data, as_json, lambda: table(data["answers"], ["answer", "vial", "detail", "scan"])
          + f"\nShipment {report.shipment}: {report.confirmed} confirmed now; "
            f"{report.remaining} of {report.total} vial(s) remain unconfirmed.")
@@ -189,9 +216,10 @@ def release_quarantine(app: App, code: str, reason: str, password_stdin: bool) -
     """
     from lotrack.services import shipments
 
-    password = read_password(password_stdin, "Password (signature: QA release)")
-    done = app.run(lambda s, actor: shipments.release_quarantine(s, actor, code, reason, password))
-    click.echo(f"Shipment {done.code} released from quarantine.")
+    done = _signed(app, password_stdin, "QA release",
+                   lambda s, actor, password: shipments.release_quarantine(
+                       s, actor, code, reason, password))
+    _announce(done, "released from quarantine")
 
 
 @shipment.command("lost")
@@ -206,9 +234,10 @@ def lost(app: App, code: str, reason: str, password_stdin: bool) -> None:
     """
     from lotrack.services import shipments
 
-    password = read_password(password_stdin, "Password (signature: shipment reported lost)")
-    done = app.run(lambda s, actor: shipments.report_lost(s, actor, code, reason, password))
-    click.echo(f"Shipment {done.code} reported lost: {len(done.vials)} vial(s) lost.")
+    done = _signed(app, password_stdin, "shipment reported lost",
+                   lambda s, actor, password: shipments.report_lost(
+                       s, actor, code, reason, password))
+    _announce(done, f"reported lost: {_vials(done)} lost")
 
 
 @shipment.command("cancel")
@@ -223,7 +252,7 @@ def cancel(app: App, code: str, reason: str) -> None:
     from lotrack.services import shipments
 
     done = app.run(lambda s, actor: shipments.cancel_shipment(s, actor, code, reason))
-    click.echo(f"Shipment {done.code} cancelled.")
+    _announce(done, "cancelled")
 
 
 @shipment.command("list")

@@ -10,7 +10,14 @@ from lotrack.demo import labels as demo_labels
 from lotrack.demo import shipping
 from lotrack.demo.core import DEMO_PASSWORD, SITE_TZ, Demo, local
 from lotrack.models.base import simulated_time
-from lotrack.schemas.lots import LotIn, ProductIn, QcRowIn, load_spec_file, shipped_spec_path
+from lotrack.schemas.lots import (
+    LotIn,
+    ProductIn,
+    QcRowIn,
+    example_qc_results,
+    load_spec_file,
+    shipped_spec_path,
+)
 from lotrack.services import lots, products, qc, specifications, storage, users
 
 BOXES = [f"BJ-SITE/FRZ-80A/R1/BOX-{n:02d}" for n in range(1, 5)]
@@ -62,9 +69,6 @@ NOMINAL = {  # attribute -> (value, unit, relative batch-to-batch variation)
     "ph": (7.25, "pH", 0.005),
     "osmolality": (296, "mOsm/kg", 0.01),
 }
-CATEGORICAL = {"cd63": "positive", "cd81": "positive", "tsg101": "positive",
-               "calnexin": "negative", "sterility": "no growth", "mycoplasma": "negative",
-               "appearance": "clear, colourless, free of visible particles"}
 
 
 def create_staff(demo: Demo) -> None:
@@ -109,14 +113,13 @@ def _qc_rows(demo: Demo, product: str, tested: date, adjust: dict[str, str],
     spec = load_spec_file(shipped_spec_path(product))
     rng = rng or demo.rng
     rows = []
+    passing = {name: value for name, value, _ in example_qc_results(product)}
     for attr in spec.attributes:
-        if attr.name in CATEGORICAL:
-            value = CATEGORICAL[attr.name]
-        elif attr.name == "endotoxin":
-            value = "<0.05"
-        else:
+        if attr.name in NOMINAL:
             nominal, _, cv = NOMINAL[attr.name]
             value = f"{nominal * (1 + rng.gauss(0, cv)):.4g}"
+        else:  # categorical, or censored (endotoxin): no batch-to-batch variation to show
+            value = passing[attr.name]
         rows.append(QcRowIn(attribute=attr.name, value=adjust.get(attr.name, value),
                             unit=attr.unit, method=attr.method, tested_on=tested,
                             analyst="QC analyst Xu Ming"))

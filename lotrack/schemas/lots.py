@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import re
+import tomllib
 from datetime import date, time
 from pathlib import Path
 
@@ -157,6 +159,32 @@ def load_spec_file(path: Path) -> SpecFile:
 def shipped_spec_path(product_code: str) -> Path:
     name = {"IPSEXO": "spec-ips-exo.toml", "PLACEBO": "spec-placebo.toml"}[product_code]
     return Path(__file__).resolve().parent.parent / "data" / name
+
+
+EXAMPLE_QC_RESULTS_PATH = Path(__file__).resolve().parent.parent / "data" / "qc-example-results.toml"
+
+
+@functools.cache
+def _example_results(product_code: str) -> tuple[tuple[str, str, str], ...]:
+    tables = tomllib.loads(EXAMPLE_QC_RESULTS_PATH.read_text(encoding="utf-8"))
+    spec = load_spec_file(shipped_spec_path(product_code))
+    # The unit is the specification's: one place to change it.
+    return tuple((name, value, spec.attribute(name).unit)
+                 for name, value in tables[product_code].items())
+
+
+def example_qc_results(product_code: str) -> list[tuple[str, str, str]]:
+    """QC results that pass the shipped specification of `product_code`, as (attribute,
+    value, unit), in the order of lotrack/data/qc-example-results.toml: for tests,
+    benchmarks and the demo."""
+    return list(_example_results(product_code))
+
+
+def example_qc_rows(product_code: str, tested_on: date, method: str = "",
+                    analyst: str = "QC analyst") -> list[QcRowIn]:
+    """The passing example results of `product_code` as QC rows ready to record."""
+    return [QcRowIn(attribute=name, value=value, unit=unit, method=method, tested_on=tested_on,
+                    analyst=analyst) for name, value, unit in _example_results(product_code)]
 
 
 class LotIn(_Strict):

@@ -24,6 +24,21 @@ class Outcome:
     stdout: str
     stderr: str
 
+    def assert_one_error(self, message: str = "", exit_code: int | None = None) -> None:
+        """A refusal as a user should see it: a failing exit status (exactly `exit_code` when
+        given), one `Error: ...` line naming what is wrong, and no traceback anywhere."""
+        everything = self.stdout + self.stderr
+        assert "Traceback" not in everything, everything
+        if exit_code is None:
+            assert self.exit_code in (1, 2, 3, 4, 5), (self.exit_code, self.stderr)
+        else:
+            assert self.exit_code == exit_code, (self.exit_code, self.stderr)
+        errors = [line for line in self.stderr.splitlines() if line.startswith("Error:")]
+        assert len(errors) == 1 and errors[0].strip() != "Error:", self.stderr
+        assert message in errors[0], (message, self.stderr)
+        # A database failure that no service anticipated is a check missing at the edge.
+        assert not errors[0].startswith("Error: database error:"), errors[0]
+
 
 @dataclass
 class Lotrack:
@@ -70,6 +85,18 @@ class Lotrack:
         outcome = self(*args, **kwargs)
         assert outcome.exit_code == 0, (args, outcome.stdout, outcome.stderr)
         return outcome.stdout
+
+    def audit_log(self) -> str:
+        return self.ok("audit", "log", "--json", "--limit", "100000")
+
+    def refuses(self, *args: str, message: str = "", exit_code: int | None = None,
+                **kwargs) -> Outcome:
+        """Run a command that must be refused: one clear error and an unchanged audit trail."""
+        before = self.audit_log()
+        outcome = self(*args, **kwargs)
+        outcome.assert_one_error(message, exit_code)
+        assert self.audit_log() == before, (args, "a refused command wrote to the audit trail")
+        return outcome
 
 
 @pytest.fixture

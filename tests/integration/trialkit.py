@@ -18,7 +18,15 @@ from sqlalchemy.orm import Session
 
 from lotrack import db
 from lotrack.models import Dose, Signature, User, Vial
-from lotrack.schemas.lots import LotIn, ProductIn, QcRowIn, load_spec_file, shipped_spec_path
+from lotrack.schemas.lots import (
+    LotIn,
+    ProductIn,
+    QcRowIn,
+    example_qc_results,
+    example_qc_rows,
+    load_spec_file,
+    shipped_spec_path,
+)
 from lotrack.schemas.protocol import default_protocol_path, load_protocol_file
 from lotrack.services import (
     auth,
@@ -40,27 +48,19 @@ PROTOCOL = load_protocol_file(default_protocol_path())
 ANSWERS = ({q.code: True for q in PROTOCOL.eligibility.inclusions}
            | {q.code: False for q in PROTOCOL.eligibility.exclusions})
 
-GOOD_RESULTS = {
-    "particle_concentration": ("3.2e11", "particles/mL"), "modal_particle_size": ("112", "nm"),
-    "total_protein": ("180", "ug/mL"), "particle_to_protein_ratio": ("1.8e9", "particles/ug"),
-    "cd63": ("positive", "result"), "cd81": ("positive", "result"),
-    "tsg101": ("positive", "result"), "calnexin": ("negative", "result"),
-    "endotoxin": ("<0.05", "EU/mL"), "sterility": ("no growth", "result"),
-    "mycoplasma": ("negative", "result"), "tgf_beta1": ("850", "pg/mL"),
-    "bdnf": ("420", "pg/mL"), "residual_host_cell_dna": ("2.1", "ng/dose"),
-    "appearance": ("clear, colourless, free of visible particles", "result"),
-    "ph": ("7.3", "pH"), "osmolality": ("295", "mOsm/kg"),
-}
-PLACEBO_ATTRIBUTES = ("endotoxin", "sterility", "appearance", "ph", "osmolality")
+# attribute -> (value, unit): results that pass the shipped IPSEXO specification.
+GOOD_RESULTS = {name: (value, unit) for name, value, unit in example_qc_results("IPSEXO")}
 
 
 def qc_rows(product: str, overrides: dict[str, str] | None = None) -> list[QcRowIn]:
-    names = PLACEBO_ATTRIBUTES if product == "PLACEBO" else tuple(GOOD_RESULTS)
-    values = {n: GOOD_RESULTS[n] for n in names}
-    for name, value in (overrides or {}).items():
-        values[name] = (value, values[name][1])
-    return [QcRowIn(attribute=n, value=v, unit=u, method="", tested_on=date(2026, 1, 20),
-                    analyst="J. Analyst") for n, (v, u) in values.items()]
+    # Products the tests add themselves (EXOOFF ...) copy the IPSEXO specification.
+    shipped = product if product == "PLACEBO" else "IPSEXO"
+    rows = example_qc_rows(shipped, date(2026, 1, 20), analyst="J. Analyst")
+    changed = overrides or {}
+    unknown = set(changed) - {r.attribute for r in rows}
+    assert not unknown, f"no example result to override for {sorted(unknown)}"
+    return [QcRowIn.model_validate(r.model_dump() | {"value": changed[r.attribute]})
+            if r.attribute in changed else r for r in rows]
 
 
 @dataclass
