@@ -231,6 +231,37 @@ def lot_qc(app: App, lot_number: str, csv_file: Path | None, results: tuple[str,
     click.echo(table(recorded, ["attribute", "value", "unit", "verdict", "detail"]))
 
 
+@lot.command("import-qc")
+@click.argument("csv_file", metavar="FILE", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--reason", help="Reason, when results correct earlier ones.")
+@pass_app
+def lot_import_qc(app: App, csv_file: Path, reason: str | None) -> None:
+    """Record QC results for many lots from one CSV file; all or nothing (QA).
+
+    Columns: lot,attribute,value,unit,method,tested_at,analyst and, where two products
+    share a lot number, product. Each lot's rows are judged against the specification it
+    was registered under, as `lot qc` does.
+
+    Example: lotrack lot import-qc lab-export-2026-11.csv
+    """
+    from lotrack.errors import InvalidInput
+    from lotrack.render.tables import table
+    from lotrack.services import qc_files
+
+    try:
+        text = csv_file.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidInput(f"cannot read {csv_file}: {exc}") from None
+    rows = qc_files.parse_file(text)
+    summary = app.run(lambda s, actor: qc_files.import_results(s, actor, rows, reason))
+    if len(summary) <= 50:
+        click.echo(table(summary, ["lot", "product", "results", "pass", "fail", "not_evaluable"]))
+    failing = [row["lot"] for row in summary if row["fail"] or row["not_evaluable"]]
+    click.echo(f"{len(rows)} results recorded for {len(summary)} lots; "
+               + (f"{len(failing)} lot(s) with a result not passing: {', '.join(failing[:20])}"
+                  + (" ..." if len(failing) > 20 else "") if failing else "every result passes."))
+
+
 def _result_rows(app: App, results: tuple[str, ...], tested: str | None, analyst: str | None,
                  product_code: str | None, lot_number: str) -> list:
     """--result pairs take their unit from the lot's specification."""
