@@ -91,6 +91,13 @@ def test_a_product_without_gtin_gets_a_code_128_of_the_serial(trial, tmp_path):
         code128 = [raw for sym, raw in page if sym == "]C0"]
         assert len(code128) == 1 and code128[0] in serials
         assert not any(sym in ("]C1", "]d2") for sym, _ in page)  # no GS1 without a GTIN
+    # A reprint fits its mark beside the small symbol, up to the ninth and beyond.
+    first = sorted(serials)[0]
+    for copy in range(2, 11):
+        again = tmp_path / f"placebo-{copy}.pdf"
+        print_labels(trial, "vial", lambda s: service.vial_labels(s, number, None, [first]),
+                     again, reason="label smudged")
+        assert f"REPRINT {copy}" in pdf_text(again)[0]
 
 
 def test_png_svg_and_zpl_carry_the_same_content(trial, tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from lotrack import gs1
 from lotrack.errors import InvalidInput
@@ -83,16 +84,22 @@ def _text(spec: TextSpec, data: LabelData, values: dict[str, str], floor: float)
     text = spec.text.format(**values).strip()
     if not text:
         return None
-    size = spec.size_pt
-    while text_width_mm(text, size, spec.bold) > spec.width_mm and size - 0.25 >= floor:
-        size -= 0.25
-    needed = text_width_mm(text, size, spec.bold)
+    size, needed = _fit(text, spec.size_pt, spec.bold, spec.width_mm, floor)
     if needed > spec.width_mm + 1e-6:
         # A label must never be printed with a field cut off.
         raise InvalidInput(f"label {data.subject}: {text!r} needs {needed:.1f} mm at {size:g} pt "
                            f"but the template gives {spec.width_mm:g} mm")
     baseline = spec.y_mm + spec.size_pt * PT_TO_MM * 0.95
     return Text(spec.x_mm, baseline, spec.width_mm, size, spec.bold, spec.align, text)
+
+
+@lru_cache(maxsize=4096)
+def _fit(text: str, size: float, bold: bool, width: float, floor: float) -> tuple[float, float]:
+    """The size `text` fits `width` mm at, shrinking by 0.25 pt down to `floor`, and the mm it
+    then needs. Cached: most lines (trial, storage, sponsor) are the same on every label."""
+    while text_width_mm(text, size, bold) > width and size - 0.25 >= floor:
+        size -= 0.25
+    return size, text_width_mm(text, size, bold)
 
 
 def _linear(spec: BarcodeSpec, data: LabelData) -> list[Text | Bars]:

@@ -6,11 +6,14 @@ zxing-cpp; lotrack only lays their modules out on a label.
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 
 from lotrack import gs1
 
 QUIET_MODULES = 10  # Code 128 needs a quiet zone of at least 10 modules each side
+_DARK = bytes(ord("1") if value < 128 else ord("0") for value in range(256))  # pixel -> module
+_RUN = re.compile("1+")
 
 
 def linear_modules(symbol: str, fields: list[tuple[str, str]] | None, text: str | None) -> str:
@@ -38,16 +41,22 @@ def _matrix(content: str, is_gs1: bool) -> tuple[str, ...]:
     symbol = zxingcpp.create_barcode(content, zxingcpp.BarcodeFormat.DataMatrix, **kwargs)
     image = memoryview(symbol.to_image(scale=1, add_quiet_zones=False))
     rows, cols = image.shape
-    pixels = image.tobytes()
-    return tuple("".join("1" if pixels[r * cols + c] < 128 else "0" for c in range(cols))
-                 for r in range(rows))
+    modules = image.tobytes().translate(_DARK).decode("ascii")
+    return tuple(modules[r * cols:(r + 1) * cols] for r in range(rows))
+
+
+@lru_cache(maxsize=4096)
+def _check_field(ai: str, value: str) -> None:
+    # Validates each field as the 1D path does; once per value, as a lot's GTIN, batch and
+    # expiry are the same on all its labels.
+    gs1.element_string([(ai, value)])
 
 
 def datamatrix_modules(fields: list[tuple[str, str]] | None, text: str | None) -> tuple[str, ...]:
     """Rows of '1'/'0' modules of a (GS1) DataMatrix, no quiet zone."""
     if fields is not None:
         for ai, value in fields:
-            gs1.element_string([(ai, value)])  # validates each field as the 1D path does
+            _check_field(ai, value)
         return _matrix(gs1.hri(fields), True)
     assert text is not None
     return _matrix(text, False)
@@ -55,12 +64,4 @@ def datamatrix_modules(fields: list[tuple[str, str]] | None, text: str | None) -
 
 def runs(modules: str) -> list[tuple[int, int]]:
     """(start, length) of each run of dark modules: one rectangle per bar."""
-    out = []
-    start = None
-    for index, module in enumerate(modules + "0"):
-        if module == "1" and start is None:
-            start = index
-        elif module != "1" and start is not None:
-            out.append((start, index - start))
-            start = None
-    return out
+    return [(m.start(), m.end() - m.start()) for m in _RUN.finditer(modules)]
