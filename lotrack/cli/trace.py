@@ -2,14 +2,32 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
 import click
 
 from lotrack.cli.context import App, emit, output_options, pass_app
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from lotrack.models import User
 
 
 @click.group()
 def trace() -> None:
     """Forward traces (lot, vial) and backward traces (participant, adverse event)."""
+
+
+def _pairs(counts: dict[str, int], skip_zero: bool = False) -> str:
+    """"holds 1, recalls 0": a lot's history flags or a count per status, in one line."""
+    return ", ".join(f"{k} {v}" for k, v in counts.items() if v or not skip_zero)
+
+
+def _joined(dose: dict) -> dict:
+    """A dose row for a table: its vials and lots as one cell each."""
+    return {**dose, "vials": ", ".join(dose["vials"]), "lots": ", ".join(dose["lots"])}
 
 
 def _ae_lines(aes: list[dict]) -> list[str]:
@@ -30,6 +48,13 @@ def _recipient_lines(participants: list[dict]) -> list[str]:
     return lines
 
 
+def _show(app: App, as_json: bool, trace: Callable[[Session, User], dict],
+          lines: Callable[[dict], list[str]]) -> None:
+    """Run one trace in a read transaction, then print it as JSON or as text lines."""
+    data = app.read(trace)
+    emit(data, as_json, lambda: "\n".join(lines(data)))
+
+
 @trace.command("lot")
 @click.argument("lot_number", metavar="LOT")
 @click.option("--product", "product_code", help="When two products share a lot number.")
@@ -44,22 +69,17 @@ def trace_lot(app: App, lot_number: str, product_code: str | None, as_json: bool
     from lotrack.render.tables import table
     from lotrack.services import traces
 
-    data = app.read(lambda s, actor: traces.trace_lot(s, actor, lot_number, product_code,
-                                                      app.settings.site_tz))
-
-    def text() -> str:
-        flags = ", ".join(f"{k} {v}" for k, v in data["flags"].items())
-        counts = ", ".join(f"{k} {v}" for k, v in data["counts"].items())
-        lines = [f"Lot {data['lot']} ({data['product']}), {data['status']}, expiry {data['expiry']}",
-                 f"Vials: {counts}. History: {flags}.", "",
-                 table(data["vials"], ["serial", "status", "where", "dose", "participant"]), "",
-                 f"Participants who received it: {len(data['participants'])}"]
-        lines += _recipient_lines(data["participants"])
+    def lines(data: dict) -> list[str]:
         unused = data["unused_at_site"]
-        lines += ["", f"Unused at site: {len(unused)}" + (f" ({', '.join(unused)})" if unused else "")]
-        return "\n".join(lines)
+        return [f"Lot {data['lot']} ({data['product']}), {data['status']}, expiry {data['expiry']}",
+                f"Vials: {_pairs(data['counts'])}. History: {_pairs(data['flags'])}.", "",
+                table(data["vials"], ["serial", "status", "where", "dose", "participant"]), "",
+                f"Participants who received it: {len(data['participants'])}",
+                *_recipient_lines(data["participants"]), "",
+                f"Unused at site: {len(unused)}" + (f" ({', '.join(unused)})" if unused else "")]
 
-    emit(data, as_json, text)
+    _show(app, as_json, lambda s, actor: traces.trace_lot(s, actor, lot_number, product_code,
+                                                          app.settings.site_tz), lines)
 
 
 @trace.command("vial")
@@ -73,16 +93,14 @@ def trace_vial(app: App, serial: str, as_json: bool) -> None:
     """
     from lotrack.services import traces
 
-    data = app.read(lambda s, actor: traces.trace_vial(s, actor, serial, app.settings.site_tz))
+    def lines(data: dict) -> list[str]:
+        return [f"Vial {data['serial']} of lot {data['lot']} ({data['product']}): {data['status']}"
+                + (f" at {data['where']}" if data["where"] else "")
+                + (" ON HOLD" if data["on_hold"] else ""),
+                *(_recipient_lines(data["participants"]) or ["  not dispensed to anyone"])]
 
-    def text() -> str:
-        lines = [f"Vial {data['serial']} of lot {data['lot']} ({data['product']}): {data['status']}"
-                 + (f" at {data['where']}" if data["where"] else "")
-                 + (" ON HOLD" if data["on_hold"] else "")]
-        lines += _recipient_lines(data["participants"]) or ["  not dispensed to anyone"]
-        return "\n".join(lines)
-
-    emit(data, as_json, text)
+    _show(app, as_json, lambda s, actor: traces.trace_vial(s, actor, serial, app.settings.site_tz),
+          lines)
 
 
 @trace.command("participant")
@@ -98,20 +116,15 @@ def trace_participant(app: App, subject: str, as_json: bool) -> None:
     from lotrack.render.tables import table
     from lotrack.services import traces
 
-    data = app.read(lambda s, actor: traces.trace_participant(s, actor, subject,
-                                                              app.settings.site_tz))
+    def lines(data: dict) -> list[str]:
+        return [f"Participant {data['subject']} ({data['group']}, {data['status']})", "",
+                table([_joined(d) for d in data["doses"]],
+                      ["dose", "cycle", "perfusion", "status", "dispensed_at", "vials", "lots"]),
+                "", table(data["lots"]) if data["lots"] else "No lot received.", "",
+                "Adverse events:", *(_ae_lines(data["adverse_events"]) or ["    none recorded"])]
 
-    def text() -> str:
-        doses = [{**d, "vials": ", ".join(d["vials"]), "lots": ", ".join(d["lots"])}
-                 for d in data["doses"]]
-        lines = [f"Participant {data['subject']} ({data['group']}, {data['status']})", "",
-                 table(doses, ["dose", "cycle", "perfusion", "status", "dispensed_at", "vials", "lots"]),
-                 "", table(data["lots"]) if data["lots"] else "No lot received.", "",
-                 "Adverse events:"]
-        lines += _ae_lines(data["adverse_events"]) or ["    none recorded"]
-        return "\n".join(lines)
-
-    emit(data, as_json, text)
+    _show(app, as_json, lambda s, actor: traces.trace_participant(s, actor, subject,
+                                                                  app.settings.site_tz), lines)
 
 
 @trace.command("ae")
@@ -128,17 +141,15 @@ def trace_ae(app: App, ae_code: str, as_json: bool) -> None:
     from lotrack.render.tables import table
     from lotrack.services import traces
 
-    data = app.read(lambda s, actor: traces.trace_ae(s, actor, ae_code, app.settings.site_tz))
-
-    def text() -> str:
-        lines = [f"Adverse event of {data['subject']} ({data['group']}):", *_ae_lines([data["ae"]]), ""]
+    def lines(data: dict) -> list[str]:
         rows = [{"dose": d["dose"], "cycle": d["cycle"], "perfusion": d["perfusion"],
-                 "given": d["administered_at"] or d["dispensed_at"], "days_to_onset": d["days_to_onset"],
-                 "vials": ", ".join(d["vials"]), "lots": ", ".join(d["lots"]),
-                 "lot_history": "; ".join(f"{lot}: " + (", ".join(f"{k} {v}" for k, v in f.items() if v)
-                                                        or "clean") for lot, f in d["lot_flags"].items())}
+                 "given": d["administered_at"] or d["dispensed_at"],
+                 "days_to_onset": d["days_to_onset"], "vials": d["vials"], "lots": d["lots"],
+                 "lot_history": "; ".join(f"{lot}: " + (_pairs(f, skip_zero=True) or "clean")
+                                          for lot, f in d["lot_flags"].items())}
                 for d in data["doses_before_onset"]]
-        lines.append(table(rows) if rows else "No dose before onset.")
-        return "\n".join(lines)
+        return [f"Adverse event of {data['subject']} ({data['group']}):", *_ae_lines([data["ae"]]),
+                "", table([_joined(r) for r in rows]) if rows else "No dose before onset."]
 
-    emit(data, as_json, text)
+    _show(app, as_json, lambda s, actor: traces.trace_ae(s, actor, ae_code, app.settings.site_tz),
+          lines)

@@ -11,12 +11,14 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from lotrack.models import Dose, DoseVial, Lot, Participant, Product, Vial
 
 EXPOSING_STATUSES = ("dispensed", "administered")
+# The same rule in SQL: the dose reached her.
+EXPOSING = Dose.status.in_(EXPOSING_STATUSES)
 
 
 @dataclass(frozen=True)
@@ -34,18 +36,25 @@ class Exposure:
         return self.at.astimezone(site_tz).date()
 
 
-def exposures(session: Session, lot_id: int | None = None,
-              participant_id: int | None = None) -> list[Exposure]:
-    """One row per (dose, lot) pair, in time order."""
-    stmt = (select(Dose.participant_id, Participant.subject_id, Lot.id, Lot.lot_number,
-                   Product.code, Product.kind, Dose.id, Dose.administered_at, Dose.dispensed_at)
+def received(*columns, exposing_only: bool = True) -> Select:
+    """`columns` of each (dose, vial) pair: the dose joined through its vials, their lots
+    and products to its participant. Only doses that reached her, unless `exposing_only`
+    is false (a trace also lists wasted and returned doses, marked by their status)."""
+    stmt = (select(*columns).select_from(Dose)
             .join(DoseVial, DoseVial.dose_id == Dose.id)
             .join(Vial, Vial.id == DoseVial.vial_id)
             .join(Lot, Lot.id == Vial.lot_id)
             .join(Product, Product.id == Lot.product_id)
-            .join(Participant, Participant.id == Dose.participant_id)
-            .where(Dose.status.in_(EXPOSING_STATUSES))
-            .distinct())
+            .join(Participant, Participant.id == Dose.participant_id))
+    return stmt.where(EXPOSING) if exposing_only else stmt
+
+
+def exposures(session: Session, lot_id: int | None = None,
+              participant_id: int | None = None) -> list[Exposure]:
+    """One row per (dose, lot) pair, in time order."""
+    stmt = received(Dose.participant_id, Participant.subject_id, Lot.id, Lot.lot_number,
+                    Product.code, Product.kind, Dose.id, Dose.administered_at,
+                    Dose.dispensed_at).distinct()
     if lot_id is not None:
         stmt = stmt.where(Lot.id == lot_id)
     if participant_id is not None:
