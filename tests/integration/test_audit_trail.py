@@ -139,7 +139,7 @@ def test_a_signature_in_the_login_transaction_still_needs_the_right_password(tra
         auth.reauthenticate(session, qa, PASSWORD, "released")
         auth.reauthenticate(session, qa, PASSWORD, "released")
         assert checks == ["qa.lee"]
-        with pytest.raises(PermissionDenied, match="wrong password for qa.lee"):
+        with pytest.raises(PermissionDenied, match=r"wrong password for qa\.lee"):
             auth.reauthenticate(session, qa, "not-the-password", "released")
     with db.unit_of_work(trail.engine) as session:
         auth.authenticate(session, "qa.lee", PASSWORD)
