@@ -167,6 +167,7 @@ def record_many(session: Session, actor: User | None, entries: list[Entry],
     occurred = at or utcnow()
     user_id, username = (actor.id, actor.username) if actor else (None, "system")
     seq, prev = head.seq, head.hash
+    occurred_iso = occurred.isoformat()  # one timestamp for the whole batch
     rows = []
     for entry in entries:
         seq += 1
@@ -176,7 +177,7 @@ def record_many(session: Session, actor: User | None, entries: list[Entry],
                "before": canonical(entry.before) if entry.before is not None else None,
                "after": canonical(entry.after) if entry.after is not None else None,
                "reason": entry.reason, "prev_hash": prev}
-        row["hash"] = prev = _payload_hash(row)
+        row["hash"] = prev = _payload_hash(row, occurred_iso)
         rows.append(row)
     # The driver's executemany: the ORM's bulk insert costs more per row than hashing it.
     bulk_insert(session, AuditEvent.__table__, rows)
@@ -184,12 +185,12 @@ def record_many(session: Session, actor: User | None, entries: list[Entry],
     return len(rows)
 
 
-def _payload_hash(row: dict[str, Any]) -> str:
+def _payload_hash(row: dict[str, Any], occurred_iso: str) -> str:
     # The same payload as event_hash, from a row dict, written out as verify does (see
     # _verify_chain); tests/integration/test_audit_verify_fast.py holds them identical.
     text = json_string
     payload = EVENT_PAYLOAD % (
-        int(row["seq"]), text(row["occurred_at"].isoformat()),
+        int(row["seq"]), text(occurred_iso),
         "null" if row["user_id"] is None else int(row["user_id"]), text(row["username"]),
         text(row["entity"]), text(row["entity_id"]), text(row["action"]),
         "null" if row["before"] is None else text(row["before"]),

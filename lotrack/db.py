@@ -272,11 +272,13 @@ def bulk_insert(session: Session, table: Table, rows: list[dict[str, Any]]) -> N
     compiled = insert(table).compile(dialect=dialect, column_keys=keys)
     convert = {key: _cached(processor) for key in keys
                if (processor := table.c[key].type.bind_processor(dialect)) is not None}
-    names = compiled.positiontup if compiled.positional else None
+    names = list(compiled.positiontup or ()) if compiled.positional else keys
+    plain = [n for n in names if n not in convert]
     params: list[Any] = []
     for row in rows:
-        values = {k: (convert[k](v) if k in convert else v) for k, v in row.items()}
-        params.append(tuple(values[n] for n in names) if names is not None else values)
+        values = {n: row[n] for n in plain}
+        values.update((n, f(row[n])) for n, f in convert.items())
+        params.append(tuple(values[n] for n in names) if compiled.positional else values)
     connection.exec_driver_sql(str(compiled), params)
 
 

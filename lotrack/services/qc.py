@@ -341,30 +341,45 @@ def parse_csv(text: str) -> list[QcRowIn]:
     return [row for _, _, row in read_csv(text, CSV_COLUMNS)]
 
 
-def read_csv(text: str, columns: tuple[str, ...]) -> list[tuple[int, dict[str, str], QcRowIn]]:
-    """(line, raw record, validated row) for each row of a results file with `columns`.
+def read_csv(text: str, columns: tuple[str, ...],
+             keep: tuple[str, ...] = ()) -> list[tuple[int, tuple[str, ...], QcRowIn]]:
+    """(line, the row's `keep` columns, validated row) for each row of a results file.
 
-    The rows are validated in one pass (one pydantic call for the whole file, which is
-    what makes a 100,000-row file quick); the first bad row refuses the file, by line."""
+    Rows are validated a few thousand at a time (one pydantic call each, which is what
+    makes a 100,000-row file quick) and only what is kept stays in memory; the first bad
+    row refuses the file, by line."""
     reader = csv.DictReader(io.StringIO(text))
     header = tuple(reader.fieldnames or ())
     missing = [c for c in columns if c not in header]
     if missing:
         raise InvalidInput(f"the CSV file lacks column(s) {', '.join(missing)}; expected "
                            f"{', '.join(columns)}")
-    records, raw = [], []
+    out: list[tuple[int, tuple[str, ...], QcRowIn]] = []
+    pending: list[tuple[int, tuple[str, ...], dict[str, str]]] = []
     for line, record in enumerate(reader, start=2):
         if None in record or any(v is None for v in record.values()):
             raise InvalidInput(f"row {line}: wrong number of fields")
-        records.append((line, record))
-        raw.append({"attribute": record["attribute"], "value": record["value"],
-                    "unit": record["unit"], "method": record["method"],
-                    "tested_on": (record["tested_at"] or "").strip()[:10],
-                    "analyst": record["analyst"]})
-    if not records:
+        pending.append((line, tuple(record.get(k) or "" for k in keep),
+                        {"attribute": record["attribute"], "value": record["value"],
+                         "unit": record["unit"], "method": record["method"],
+                         "tested_on": (record["tested_at"] or "").strip()[:10],
+                         "analyst": record["analyst"]}))
+        if len(pending) == _VALIDATE_AT_ONCE:
+            out += _validated(pending)
+            pending = []
+    out += _validated(pending)
+    if not out:
         raise InvalidInput("the CSV file has no result rows")
-    rows = _validated_rows(raw, [line for line, _ in records])
-    return [(line, record, row) for (line, record), row in zip(records, rows, strict=True)]
+    return out
+
+
+_VALIDATE_AT_ONCE = 5_000
+
+
+def _validated(pending: list[tuple[int, tuple[str, ...], dict[str, str]]]
+               ) -> list[tuple[int, tuple[str, ...], QcRowIn]]:
+    rows = _validated_rows([raw for _, _, raw in pending], [line for line, _, _ in pending])
+    return [(line, kept, row) for (line, kept, _), row in zip(pending, rows, strict=True)]
 
 
 def _validated_rows(raw: list[dict[str, str]], lines: list[int]) -> list[QcRowIn]:

@@ -34,12 +34,10 @@ class FileRow:
 def parse_file(text: str) -> list[FileRow]:
     """The rows of a multi-lot results file; the first bad row refuses the file."""
     rows = []
-    for line, record, row in qc.read_csv(text, FILE_COLUMNS):
-        lot = record["lot"].strip()
-        if not lot:
+    for line, (lot, product), row in qc.read_csv(text, FILE_COLUMNS, keep=("lot", "product")):
+        if not lot.strip():
             raise InvalidInput(f"row {line}: the lot is empty")
-        product = (record.get("product") or "").strip() or None
-        rows.append(FileRow(line, lot, product, row))
+        rows.append(FileRow(line, lot.strip(), product.strip() or None, row))
     return rows
 
 
@@ -54,8 +52,22 @@ def import_results(session: Session, actor: User, rows: list[FileRow],
     batches = [qc.LotResults(lots[key], [i.row for i in items], [f"row {i.line}" for i in items])
                for key, items in by_lot.items()]
     summary = []
-    for batch, recorded in zip(batches, qc.record_many_lots(session, actor, batches, reason),
-                               strict=True):
+    for start in range(0, len(batches), LOTS_AT_ONCE):
+        summary += _summary(batches[start:start + LOTS_AT_ONCE],
+                            qc.record_many_lots(session, actor,
+                                                batches[start:start + LOTS_AT_ONCE], reason))
+    return summary
+
+
+# Lots recorded per pass, all in the one transaction: bounds the memory a large file takes
+# (the rows, their audit states and events exist for one pass at a time).
+LOTS_AT_ONCE = 500
+
+
+def _summary(batches: list[qc.LotResults],
+             recorded_per_lot: list[list[dict[str, object]]]) -> list[dict[str, object]]:
+    summary = []
+    for batch, recorded in zip(batches, recorded_per_lot, strict=True):
         verdicts = Counter(str(r["verdict"]) for r in recorded)
         summary.append({"lot": batch.lot.lot_number, "product": batch.lot.product.code,
                         "results": len(recorded), "pass": verdicts["pass"],
