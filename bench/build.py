@@ -2,22 +2,37 @@
 
 Every record goes through the same services the commands use (validation, rules,
 signatures, audit trail), so the figures measure lotrack as it runs, on a database
-whose audit trail verifies.
+whose audit trail verifies. The bulk comes from batching, as a pharmacy working
+through a list would: one transaction per batch, each person authenticated once per
+transaction (a signature reuses the password already checked in it, see
+services/auth.py), vials and their audit events appended in bulk by the services.
 """
 
 from __future__ import annotations
 
+import csv
 import random
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import TypeVar
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
 
 from lotrack import db
-from lotrack.models import Vial
-from lotrack.schemas.lots import LotIn, ProductIn, QcRowIn, load_spec_file, shipped_spec_path
+from lotrack.models import Lot, Product, User, Vial
+from lotrack.schemas.lots import (
+    LotIn,
+    ProductIn,
+    example_qc_rows,
+    load_spec_file,
+    shipped_spec_path,
+)
 from lotrack.schemas.protocol import ProtocolFile, default_protocol_path, load_protocol_file
 from lotrack.schemas.safety import AdverseEventIn
 from lotrack.services import (
@@ -39,17 +54,8 @@ PASSWORD = "bench-pass-2026"
 UTC_TZ = ZoneInfo("UTC")
 STAFF = (("qa.a", ["qa"]), ("qa.b", ["qa"]), ("pharm.a", ["pharmacist"]),
          ("pharm.b", ["pharmacist"]), ("inv.a", ["investigator"]), ("monitor.a", ["monitor"]))
-GOOD = {
-    "particle_concentration": ("3.2e11", "particles/mL"), "modal_particle_size": ("112", "nm"),
-    "total_protein": ("180", "ug/mL"), "particle_to_protein_ratio": ("1.8e9", "particles/ug"),
-    "cd63": ("positive", "result"), "cd81": ("positive", "result"),
-    "tsg101": ("positive", "result"), "calnexin": ("negative", "result"),
-    "endotoxin": ("<0.05", "EU/mL"), "sterility": ("no growth", "result"),
-    "mycoplasma": ("negative", "result"), "tgf_beta1": ("850", "pg/mL"),
-    "bdnf": ("420", "pg/mL"), "residual_host_cell_dna": ("2.1", "ng/dose"),
-    "appearance": ("clear, colourless, free of visible particles", "result"),
-    "ph": ("7.3", "pH"), "osmolality": ("295", "mOsm/kg"),
-}
+BOX = 100  # vials per storage box
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -57,13 +63,19 @@ class Scale:
     lots: int
     vials_per_lot: int
     participants: int
+    cycles: int  # treatment cycles per participant (a second after recurrence)
     aes_per_participant: float
+    qc_import_rows: int  # rows of the timed multi-lot QC import file
     big_lot_vials: int = 500  # the lot `trace lot` is timed on
     label_lot_vials: int = 2000  # the lot whose vial labels are timed
+    batch: int = 100  # participants (or lots) per transaction
 
 
 SCALES = {
-    "small": Scale(lots=8, vials_per_lot=100, participants=60, aes_per_participant=1.5),
+    "small": Scale(lots=8, vials_per_lot=100, participants=60, cycles=1,
+                   aes_per_participant=1.5, qc_import_rows=2_000),
+    "sponsor": Scale(lots=1_000, vials_per_lot=500, participants=20_000, cycles=2,
+                     aes_per_participant=1.5, qc_import_rows=100_000),
 }
 
 
@@ -73,18 +85,27 @@ class Built:
     label_lot: str
     subject: str
     ae_code: str
-    due: list[tuple[str, str]]  # (subject, serial) ready for one timed dispense each
+
+
+def chunks(items: Sequence[T], size: int) -> Iterable[Sequence[T]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
 
 
 class Bench:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, scale: Scale, say: Callable[[str], None]) -> None:
         self.engine = engine
+        self.scale = scale
+        self.say = say
         self.rng = random.Random(2026)
+        self.now = datetime.now(UTC)
 
-    def act(self, username: str, action):
+    def act(self, usernames: str | tuple[str, ...], action: Callable[..., T]) -> T:
+        """One transaction, each named user authenticated once, as a session would."""
+        names = (usernames,) if isinstance(usernames, str) else usernames
         with db.unit_of_work(self.engine) as session:
-            actor = auth.authenticate(session, username, PASSWORD)
-            result = action(session, actor)
+            actors = [auth.authenticate(session, name, PASSWORD) for name in names]
+            result = action(session, *actors)
             session.commit()
             return result
 
@@ -99,11 +120,12 @@ class Bench:
             gtin="09506000134369")))
         for code in ("IPSEXO", "PLACEBO"):
             spec = load_spec_file(shipped_spec_path(code))
-            version = self.act("qa.a", lambda s, a, sp=spec: specifications.load_spec(s, a, sp, "bench"))
+            version = self.act("qa.a", lambda s, a, sp=spec: specifications.load_spec(
+                s, a, sp, "bench"))
             self.act("qa.b", lambda s, a, c=code, v=version.version: specifications.activate_spec(
                 s, a, c, v, PASSWORD))
 
-    def protocol(self, participants: int) -> None:
+    def protocol(self, participants: int) -> ProtocolFile:
         shipped = load_protocol_file(default_protocol_path())
         share = -(-participants // len(shipped.groups))  # every group large enough
         data = shipped.model_dump()
@@ -114,29 +136,73 @@ class Bench:
         version = self.act("inv.a", lambda s, a: protocols.load_protocol(s, a, bench, "bench"))
         self.act("inv.a", lambda s, a: protocols.activate_protocol(
             s, a, version.code, version.version, PASSWORD))
+        return bench
 
-    def lot(self, number: str, product: str, vials: int, made: date) -> list[str]:
-        self.act("qa.a", lambda s, a: lots.register_lot(s, a, LotIn(
-            lot_number=number, product=product, manufactured_on=made,
-            expiry_on=made + timedelta(days=360), vials=vials)))
-        names = tuple(GOOD) if product == "IPSEXO" else (
-            "endotoxin", "sterility", "appearance", "ph", "osmolality")
-        rows = [QcRowIn(attribute=n, value=GOOD[n][0], unit=GOOD[n][1], method="bench",
-                        tested_on=made + timedelta(days=5), analyst="bench") for n in names]
-        self.act("qa.a", lambda s, a: qc.record_results(s, a, lots.get_lot(s, number), rows))
-        self.act("qa.b", lambda s, a: lots.transition(s, a, number, "released", "bench QC complete",
-                                                      PASSWORD, UTC_TZ))
-        boxes = []
-        for i in range(-(-vials // 100)):
-            path = f"SITE/FRZ-{number}/BOX-{i + 1:03d}"
-            self.act("pharm.a", lambda s, a, p=path: storage.add_location(s, a, p, 100))
-            boxes.append(path)
-        at = datetime.now(UTC) - timedelta(days=90)
-        self.act("pharm.a", lambda s, a: storage.receive_lot(s, a, lots.get_lot(s, number), boxes, at))
+    # --- lots -------------------------------------------------------------
+
+    def lots(self, specs: list[tuple[str, str, int]], made: date) -> None:
+        """Register, test, release and receive lots, a batch of lots per transaction."""
+        received = self.now - timedelta(days=(self.now.date() - made).days - 10)
+        for batch in chunks(specs, max(1, self.scale.batch // 5)):
+            self.act("qa.a", lambda s, qa, b=batch: [self._register(s, qa, n, p, v, made)
+                                                      for n, p, v in b])
+            self.act("qa.b", lambda s, qa, b=batch: [lots.transition(
+                s, qa, n, "released", "bench QC complete", PASSWORD, UTC_TZ) for n, _, _ in b])
+            self.act("pharm.a", lambda s, ph, b=batch: [self._receive(s, ph, n, v, received)
+                                                         for n, _, v in b])
+
+    def _register(self, session: Session, qa: User, number: str, product: str, vials: int,
+                  made: date) -> None:
+        lots.register_lot(session, qa, LotIn(lot_number=number, product=product,
+                                             manufactured_on=made,
+                                             expiry_on=made + timedelta(days=360), vials=vials))
+        rows = example_qc_rows(product, made + timedelta(days=5), "bench", "bench")
+        qc.record_results(session, qa, lots.get_lot(session, number), rows)
+
+    def _receive(self, session: Session, pharmacist: User, number: str, vials: int,
+                 at: datetime) -> None:
+        boxes = [storage.add_location(session, pharmacist, f"SITE/FRZ-{number}/BOX-{i + 1:03d}",
+                                      BOX).path for i in range(-(-vials // BOX))]
+        storage.receive_lot(session, pharmacist, lots.get_lot(session, number), boxes, at)
+
+    def serials(self, number: str) -> list[str]:
         with db.unit_of_work(self.engine) as session:
             lot = lots.get_lot(session, number)
             return list(session.execute(select(Vial.serial).where(Vial.lot_id == lot.id)
                                         .order_by(Vial.number)).scalars())
+
+    # --- participants -----------------------------------------------------
+
+    def treat(self, session: Session, inv: User, pharm: User, subject: str, group,
+              surgery: datetime, pools: dict[str, deque[str]], protocol: ProtocolFile) -> str:
+        """Enrol, operate, dispense and administer every perfusion; cycles as the scale says.
+        Returns the code of the participant's first adverse event, if any."""
+        participants.enroll(session, inv, subject, group.code,
+                            candidate(surgery.date() - timedelta(days=7)), PASSWORD)
+        at = surgery
+        for cycle in range(1, self.scale.cycles + 1):
+            if cycle > 1:
+                participants.record_hysteroscopy(session, inv, subject,
+                                                 at + timedelta(days=30), recurrence=True)
+                at += timedelta(days=35)
+            participants.record_surgery(session, inv, subject, at, 16, UTC_TZ)
+            for perfusion in protocol.cycle.perfusions:
+                given = at + timedelta(hours=perfusion.target_hours)
+                serials = tuple(pools[group.product].popleft()
+                                for _ in range(group.vials_per_perfusion))
+                dose = dosing.dispense_perfusion(
+                    session, pharm, dosing.DispenseRequest(subject, serials, given, "pharm.b"),
+                    PASSWORD, PASSWORD, UTC_TZ)
+                dosing.administer(session, inv, dose.dose_code, given + timedelta(minutes=20), 1.0)
+        first = ""
+        n = int(subject.rsplit("-", 1)[1])
+        for k in range(int(self.scale.aes_per_participant + (n % 2) * 0.5)):
+            onset = (surgery + timedelta(days=2 + k * 3)).date()
+            data = AdverseEventIn(term="Pelvic pain", grade=1 + k % 2, onset=onset,
+                                  relatedness="possible")
+            ae = adverse_events.record_adverse_event(session, inv, subject, data, UTC_TZ)
+            first = first or ae.ae_code
+        return first
 
 
 def candidate(consented: date) -> Candidate:
@@ -148,63 +214,84 @@ def candidate(consented: date) -> Candidate:
                      hba1c_percent=5.4, answers=answers)
 
 
-def build(engine: Engine, admin: str, scale: Scale, say) -> Built:
-    bench = Bench(engine)
+def build(engine: Engine, admin: str, scale: Scale, say: Callable[[str], None]) -> Built:
+    bench = Bench(engine, scale, say)
     bench.setup(admin)
-    bench.protocol(scale.participants + 4 * 12)  # room for the timed dispenses
-    today = datetime.now(UTC)
-    made = (today - timedelta(days=120)).date()
-    pools: dict[str, list[str]] = {"IPSEXO": [], "PLACEBO": []}
-    for i in range(scale.lots):
-        product = "PLACEBO" if i % 4 == 3 else "IPSEXO"
-        pools[product] += bench.lot(f"B{i + 1:04d}", product, scale.vials_per_lot, made)
-    big = "BIG-500"
-    pools["IPSEXO"] = bench.lot(big, "IPSEXO", scale.big_lot_vials, made) + pools["IPSEXO"]
-    label_lot = "LBL-2000"
-    bench.lot(label_lot, "IPSEXO", scale.label_lot_vials, made)
-    say(f"{scale.lots + 2} lots registered, released and received")
+    protocol = bench.protocol(scale.participants + 4 * 500)  # room for timed dispenses
+    # Lots made 300 days ago expire in 60: valid for every dose given in between.
+    made = (bench.now - timedelta(days=300)).date()
+    specs = [("BIG-500", "IPSEXO", scale.big_lot_vials), ("LBL-2000", "IPSEXO",
+                                                          scale.label_lot_vials)]
+    specs += [(f"B{i + 1:04d}", "PLACEBO" if i % 4 == 3 else "IPSEXO", scale.vials_per_lot)
+              for i in range(scale.lots)]
+    bench.lots(specs, made)
+    say(f"{len(specs)} lots registered, tested, released and received")
+    pools: dict[str, deque[str]] = {"IPSEXO": deque(bench.serials("BIG-500")),
+                                    "PLACEBO": deque()}
+    for number, product, _ in specs[2:]:
+        pools[product].extend(bench.serials(number))
 
-    shipped = load_protocol_file(default_protocol_path())
-    groups = shipped.groups
-    surgery0 = today - timedelta(days=60)
-    ae_code = ""
-    first_subject = ""
-    for n in range(scale.participants):
-        group = groups[n % len(groups)]
-        subject = f"B-{n + 1:05d}"
-        first_subject = first_subject or subject
-        bench.act("inv.a", lambda s, a, sj=subject, g=group.code: participants.enroll(
-            s, a, sj, g, candidate(surgery0.date() - timedelta(days=7)), PASSWORD))
-        surgery = surgery0 + timedelta(minutes=n)
-        bench.act("inv.a", lambda s, a, sj=subject, at=surgery: participants.record_surgery(
-            s, a, sj, at, 16, UTC_TZ))
-        product = group.product
-        for perfusion in shipped.cycle.perfusions:
-            at = surgery + timedelta(hours=perfusion.target_hours)
-            serials = tuple(pools[product].pop(0) for _ in range(group.vials_per_perfusion))
-            request = dosing.DispenseRequest(subject, serials, at, "pharm.b")
-            dose = bench.act("pharm.a", lambda s, a, r=request: dosing.dispense_perfusion(
-                s, a, r, PASSWORD, PASSWORD, UTC_TZ))
-            bench.act("inv.a", lambda s, a, d=dose.dose_code, t=at: dosing.administer(
-                s, a, d, t + timedelta(minutes=20), 1.0))
-        for k in range(int(scale.aes_per_participant + (n % 2) * 0.5)):
-            onset = (surgery + timedelta(days=2 + k * 3)).date()
-            data = AdverseEventIn(term="Pelvic pain", grade=1 + k % 2, onset=onset,
-                                  relatedness="possible")
-            ae = bench.act("inv.a", lambda s, a, sj=subject, d=data:
-                           adverse_events.record_adverse_event(s, a, sj, d, UTC_TZ))
-            ae_code = ae_code or ae.ae_code
-        if (n + 1) % 20 == 0:
-            say(f"{n + 1} participants enrolled, operated and dosed")
+    # Surgeries spread over 190 days, the last cycle's doses all given by a month ago.
+    first_surgery = bench.now - timedelta(days=260)
+    step = timedelta(days=190) / max(1, scale.participants)
+    ae_code, subjects = "", [f"B-{n + 1:05d}" for n in range(scale.participants)]
+    for batch_start in range(0, scale.participants, scale.batch):
+        batch = subjects[batch_start:batch_start + scale.batch]
 
-    # Participants operated yesterday, each with perfusion 1 due now: one timed dispense each.
-    due = []
-    for n in range(12):
-        subject = f"D-{n + 1:03d}"
-        low = next(g for g in groups if g.vials_per_perfusion == 1 and g.product == "IPSEXO")
-        bench.act("inv.a", lambda s, a, sj=subject, g=low.code: participants.enroll(
-            s, a, sj, g, candidate(today.date() - timedelta(days=3)), PASSWORD))
-        bench.act("inv.a", lambda s, a, sj=subject: participants.record_surgery(
-            s, a, sj, today - timedelta(hours=24), 16, UTC_TZ))
-        due.append((subject, pools["IPSEXO"].pop()))
-    return Built(big, label_lot, first_subject, ae_code, due)
+        def work(s: Session, inv: User, pharm: User, batch=batch, start=batch_start) -> str:
+            codes = [bench.treat(s, inv, pharm, subject, protocol.groups[(start + i) % 4],
+                                 first_surgery + step * (start + i), pools, protocol)
+                     for i, subject in enumerate(batch)]
+            return next((c for c in codes if c), "")
+
+        first_ae = bench.act(("inv.a", "pharm.a"), work)
+        ae_code = ae_code or first_ae
+        done = batch_start + len(batch)
+        if done % max(scale.batch, scale.participants // 20) == 0 or done == scale.participants:
+            say(f"{done} participants enrolled, operated and dosed")
+
+    return Built("BIG-500", "LBL-2000", subjects[0], ae_code)
+
+
+def due_participants(engine: Engine, count: int) -> list[tuple[str, str]]:
+    """Participants operated yesterday, each with perfusion 1 due now, and a vial for each:
+    one timed dispense each. New ones every run, so a data set can be measured again."""
+    bench = Bench(engine, SCALES["small"], print)
+    tag = f"D{int(bench.now.timestamp()) % 10**6}"
+    protocol = load_protocol_file(default_protocol_path())
+    low = next(g for g in protocol.groups if g.vials_per_perfusion == 1 and g.product == "IPSEXO")
+    subjects = [f"{tag}-{n + 1:02d}" for n in range(count)]
+
+    def operate(s: Session, inv: User) -> list[str]:
+        for subject in subjects:
+            participants.enroll(s, inv, subject, low.code,
+                                candidate(bench.now.date() - timedelta(days=3)), PASSWORD)
+            participants.record_surgery(s, inv, subject, bench.now - timedelta(hours=24), 16,
+                                        UTC_TZ)
+        return list(s.execute(select(Vial.serial).join(Lot).join(Product).where(
+            Product.code == "IPSEXO", Vial.status == "in_stock", Vial.location_id.is_not(None),
+            Lot.lot_number.like("B%")).order_by(Vial.id.desc()).limit(count)).scalars())
+
+    return list(zip(subjects, bench.act("inv.a", operate), strict=True))
+
+
+def qc_import_file(engine: Engine, rows: int, work: Path) -> tuple[Path, int]:
+    """A laboratory's results file of `rows` rows for new lots awaiting their results (new
+    lots each run), and the number of rows written."""
+    bench = Bench(engine, SCALES["small"], print)
+    tag = f"Q{int(bench.now.timestamp()) % 10**6}"
+    made = (bench.now - timedelta(days=20)).date()
+    example = example_qc_rows("IPSEXO", made + timedelta(days=5), "bench", "bench")
+    numbers = [f"{tag}-{i + 1:05d}" for i in range(-(-rows // len(example)))]
+    for batch in chunks(numbers, 200):
+        bench.act("qa.a", lambda s, qa, b=batch: [lots.register_lot(s, qa, LotIn(
+            lot_number=n, product="IPSEXO", manufactured_on=made,
+            expiry_on=made + timedelta(days=360), vials=1)) for n in b])
+    path = work / f"qc-{tag}.csv"
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        out = csv.writer(handle)
+        out.writerow(["lot", "attribute", "value", "unit", "method", "tested_at", "analyst"])
+        for number in numbers:
+            out.writerows([number, r.attribute, r.value, r.unit, r.method,
+                           r.tested_on.isoformat(), r.analyst] for r in example)
+    return path, len(numbers) * len(example)

@@ -1,13 +1,17 @@
 """lotrack benchmarks: figures against targets, each the median of several runs.
 
-    python bench/run.py [--scale small] [--db URL] [--runs 5]
+    python bench/run.py [--scale small|sponsor] [--db URL] [--runs 5] [--work DIR]
 
 Builds a synthetic trial through the service layer (bench/build.py) in a fresh database
-(a temporary SQLite file unless --db names an empty database), then measures what
-users wait for: start-up, one dispense as a fresh process, traces beside a hand-written
-SQL query returning the same rows, a 2,000-vial label sheet beside a bare ReportLab
-script drawing the same barcodes, audit verification throughput, and peak memory of
-commands. Prints a table and writes bench/results/<date>-<scale>-<backend>.json.
+(a SQLite file in the work directory unless --db names an empty database), then measures
+what users wait for: start-up, one dispense as a fresh process, traces beside
+hand-written SQL returning the same rows (bench/trace_floors.py), a 2,000-vial label
+sheet beside a bare ReportLab script drawing the same barcodes (bench/floor_labels.py),
+a 100,000-row QC import, audit verification throughput, and peak memory of commands.
+Prints a table and writes bench/results/<date>-<scale>-<backend>.json.
+
+With --work DIR naming the directory of an earlier run, the data set built then is
+measured again instead of being built anew (the sponsor scale takes a while to build).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -40,174 +45,207 @@ def median_time(action: Callable[[], object], runs: int) -> float:
     return statistics.median(times)
 
 
-def run_script(args: list[str], env: dict[str, str], check: bool = True) -> tuple[float, int]:
-    """Wall time and peak RSS (MB) of one `lotrack` process."""
+def run_script(args: list[str], env: dict[str, str], program: list[str] | None = None) -> float:
+    """Wall time of one `lotrack` process (or `program`); a failure stops the bench."""
     start = time.perf_counter()
-    done = subprocess.run(["/usr/bin/env", *env_args(env), str(SCRIPT), *args],
-                          capture_output=True, text=True)
+    done = subprocess.run([*(program or [str(SCRIPT)]), *args], capture_output=True, text=True,
+                          env={"PATH": os.environ.get("PATH", "")} | env)
     wall = time.perf_counter() - start
-    if check and done.returncode != 0:
-        raise SystemExit(f"lotrack {' '.join(args)} failed: {done.stderr.strip()}")
-    return wall, peak_child_mb()
-
-
-def env_args(env: dict[str, str]) -> list[str]:
-    return [f"{k}={v}" for k, v in env.items()]
-
-
-_last_peak = 0.0
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(program or ['lotrack'])} {' '.join(args)} failed: "
+                         f"{done.stderr.strip()}")
+    return wall
 
 
 def peak_child_mb() -> float:
-    # ru_maxrss of children is the largest of any child so far: report it when it grows.
-    global _last_peak
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    _last_peak = max(_last_peak, peak)
-    return peak
+    # ru_maxrss of children is the largest resident set of any child process so far.
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+
+
+class Figures(list):
+    def add(self, name: str, value: float, unit: str, target: float | None,
+            higher_is_better: bool = False, floor: float | None = None,
+            ratio_target: float | None = None) -> None:
+        ok = None if target is None else (value >= target if higher_is_better else value <= target)
+        row = {"name": name, "value": round(value, 4), "unit": unit, "target": target, "ok": ok}
+        if floor is not None:
+            ratio = value / floor
+            row |= {"floor": round(floor, 4), "ratio": round(ratio, 2),
+                    "ratio_target": ratio_target,
+                    "ratio_ok": None if ratio_target is None else ratio <= ratio_target}
+        self.append(row)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scale", choices=["small"], default="small")
-    parser.add_argument("--db", help="an empty database URL (default: a temporary SQLite file)")
+    parser.add_argument("--scale", choices=["small", "sponsor"], default="small")
+    parser.add_argument("--db", help="an empty database URL (default: a SQLite file in --work)")
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--work", type=Path, help="work directory; reuses the data set an "
+                        "earlier run built there")
     args = parser.parse_args()
 
-    from build import PASSWORD, SCALES, build
+    from build import PASSWORD, SCALES, Built, build
 
     from lotrack import db
     from lotrack.services import users
 
-    work = Path(tempfile.mkdtemp(prefix="lotrack-bench-"))
+    work = args.work or Path(tempfile.mkdtemp(prefix="lotrack-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
     url = args.db or f"sqlite:///{work / 'bench.db'}"
     engine = db.make_engine(url)
-    db.upgrade(engine)
-    with db.unit_of_work(engine) as session:
-        users.create_first_admin(session, "bench.admin", "Bench Admin", PASSWORD)
-        session.commit()
-    started = time.perf_counter()
-    built = build(engine, "bench.admin", SCALES[args.scale], lambda m: print(f"  {m}", flush=True))
-    build_s = time.perf_counter() - started
+    saved = work / "built.json"
+    build_s = None
+    if saved.exists():
+        built = Built(**json.loads(saved.read_text()))
+        db.upgrade(engine)  # a migration added since the data set was built
+        print(f"Measuring the {args.scale} data set built earlier in {work}")
+    else:
+        db.upgrade(engine)
+        with db.unit_of_work(engine) as session:
+            users.create_first_admin(session, "bench.admin", "Bench Admin", PASSWORD)
+            session.commit()
+        started = time.perf_counter()
+        built = build(engine, "bench.admin", SCALES[args.scale],
+                      lambda m: print(f"  {time.perf_counter() - started:7.0f} s  {m}", flush=True))
+        build_s = time.perf_counter() - started
+        saved.write_text(json.dumps(asdict(built)))
     env = {"LOTRACK_DB": url, "LOTRACK_HOME": str(work / "home"), "LOTRACK_TZ": "UTC",
            "LOTRACK_USER": "monitor.a", "LOTRACK_PASSWORD": PASSWORD}
-    figures = measure(engine, env, built, args.runs, work)
-    figures.insert(0, {"name": f"build the {args.scale} data set through the services", "value":
-                       round(build_s, 1), "unit": "s", "target": None, "ok": None})
-    report(figures, args, url, engine)
+    figures = Figures()
+    if build_s is not None:
+        figures.add(f"build the {args.scale} data set through the services", build_s, "s", None)
+    measure(figures, engine, env, built, args, work)
+    report(figures, args, engine)
 
 
-def measure(engine, env: dict[str, str], built, runs: int, work: Path) -> list[dict]:
-    from build import PASSWORD, UTC_TZ
-    from sqlalchemy import func, select, text
-
-    from lotrack import audit, db
-    from lotrack.models import AuditEvent
-    from lotrack.services import auth, traces
-
-    figures: list[dict] = []
-
-    def add(name: str, value: float, unit: str, target: float | None, higher_is_better=False,
-            beside: float | None = None, ratio_target: float | None = None) -> None:
-        ok = None if target is None else (value >= target if higher_is_better else value <= target)
-        row = {"name": name, "value": round(value, 4), "unit": unit, "target": target, "ok": ok}
-        if beside is not None:
-            row |= {"floor": round(beside, 4), "ratio": round(value / beside, 2),
-                    "ratio_target": ratio_target,
-                    "ratio_ok": None if ratio_target is None else value / beside <= ratio_target}
-        figures.append(row)
-
+def measure(figures: Figures, engine, env: dict[str, str], built, args, work: Path) -> None:
+    runs = args.runs
     light = {k: v for k, v in env.items() if k in ("LOTRACK_DB", "LOTRACK_HOME")}
-    add("lotrack --help (wall)", statistics.median(run_script(["--help"], light)[0]
-                                                     for _ in range(runs)) * 1000, "ms", 150)
-    add("lotrack --version (wall)", statistics.median(run_script(["--version"], light)[0]
-                                                        for _ in range(runs)) * 1000, "ms", 150)
+    for flag in ("--help", "--version"):
+        figures.add(f"lotrack {flag} (wall)", statistics.median(
+            run_script([flag], light) for _ in range(runs)) * 1000, "ms", 150)
+    measure_dispense(figures, engine, env, runs)
+    measure_traces(figures, engine, built, runs)
+    measure_labels(figures, engine, env, built, runs, work)
+    measure_qc_import(figures, engine, env, args.scale, work)
+    measure_verify(figures, engine, env)
+    figures.add("peak memory of any command run here", peak_child_mb(), "MB", 300)
 
+
+def measure_dispense(figures: Figures, engine, env: dict[str, str], runs: int) -> None:
+    """One dispense per fresh process, each for a participant operated yesterday, beside
+    the floor: a bare script importing the same libraries and checking two passwords."""
+    from build import PASSWORD, due_participants
+
+    due = due_participants(engine, 2 * runs)
     pharm = env | {"LOTRACK_USER": "pharm.a", "LOTRACK_VERIFIER_PASSWORD": PASSWORD}
-    walls = [run_script(["dispense", subject, "--vial", serial, "--verified-by", "pharm.b",
-                         "--no-label"], pharm)[0] for subject, serial in built.due[:runs]]
-    add("one dispense as a fresh process, checks and audit included (wall)",
-        statistics.median(walls) * 1000, "ms", 400)
+    for i, (label, extra) in enumerate((("", ["--no-label"]), (", dose label written", []))):
+        walls = [run_script(["dispense", subject, "--vial", serial, "--verified-by", "pharm.b",
+                             *extra], pharm) for subject, serial in due[i * runs:(i + 1) * runs]]
+        floor = statistics.median(run_script([], pharm, [sys.executable, str(
+            HERE / "floor_dispense.py")]) for _ in range(runs))
+        figures.add(f"one dispense as a fresh process{label}, checks and audit (wall)",
+                    statistics.median(walls) * 1000, "ms", 400, floor=floor * 1000)
+
+
+def measure_traces(figures: Figures, engine, built, runs: int) -> None:
+    import trace_floors
+    from build import PASSWORD, UTC_TZ
+    from sqlalchemy import func, select
+
+    from lotrack import db
+    from lotrack.models import Vial
+    from lotrack.services import auth, lots, traces
 
     with db.unit_of_work(engine) as session:
         reader = auth.authenticate(session, "monitor.a", PASSWORD)
-        vials_sql = text(
-            "SELECT v.serial, v.status, d.id, p.subject_id FROM vials v JOIN lots l ON l.id = v.lot_id "
-            "LEFT JOIN dose_vials dv ON dv.vial_id = v.id LEFT JOIN doses d ON d.id = dv.dose_id "
-            "LEFT JOIN participants p ON p.id = d.participant_id WHERE l.lot_number = :lot "
-            "ORDER BY v.number")
-        traced = traces.trace_lot(session, reader, built.big_lot, None, UTC_TZ)
-        rows = session.execute(vials_sql, {"lot": built.big_lot}).all()
-        assert len(rows) == len(traced["vials"])
-        t = median_time(lambda: traces.trace_lot(session, reader, built.big_lot, None, UTC_TZ), runs)
-        floor = median_time(lambda: session.execute(vials_sql, {"lot": built.big_lot}).all(), runs)
-        add(f"trace lot ({len(rows)} vials, in-process)", t * 1000, "ms", 100, beside=floor * 1000,
-            ratio_target=2)
-        person_sql = text(
-            "SELECT d.id, v.serial, l.lot_number FROM doses d JOIN participants p ON p.id = d.participant_id "
-            "JOIN dose_vials dv ON dv.dose_id = d.id JOIN vials v ON v.id = dv.vial_id "
-            "JOIN lots l ON l.id = v.lot_id WHERE p.subject_id = :s ORDER BY d.dispensed_at")
-        t = median_time(lambda: traces.trace_participant(session, reader, built.subject, UTC_TZ), runs)
-        floor = median_time(lambda: session.execute(person_sql, {"s": built.subject}).all(), runs)
-        add("trace participant (in-process)", t * 1000, "ms", 20, beside=floor * 1000, ratio_target=2)
-        ae_sql = text(
-            "SELECT d.id, v.serial, l.lot_number FROM adverse_events ae "
-            "JOIN doses d ON d.participant_id = ae.participant_id JOIN dose_vials dv ON dv.dose_id = d.id "
-            "JOIN vials v ON v.id = dv.vial_id JOIN lots l ON l.id = v.lot_id "
-            "WHERE ae.id = :id AND d.dispensed_at <= :onset")
-        from lotrack.models.safety import parse_ae_code
-        ae_id = parse_ae_code(built.ae_code)
-        onset = session.execute(text("SELECT onset_on FROM adverse_events WHERE id = :i"),
-                                {"i": ae_id}).scalar()
-        t = median_time(lambda: traces.trace_ae(session, reader, built.ae_code, UTC_TZ), runs)
-        params = {"id": ae_id, "onset": f"{onset} 23:59:59"}
-        floor = median_time(lambda: session.execute(ae_sql, params).all(), runs)
-        add("trace ae (in-process)", t * 1000, "ms", 20, beside=floor * 1000, ratio_target=2)
+        size = session.execute(select(func.count(Vial.id)).where(
+            Vial.lot_id == lots.get_lot(session, built.big_lot).id)).scalar_one()
+        cases = [
+            (f"trace lot ({size} vials, in-process)", 100, built.big_lot,
+             lambda k: traces.trace_lot(session, reader, k, None, UTC_TZ),
+             trace_floors.lot_floor, trace_floors.same_lot),
+            ("trace participant (in-process)", 20, built.subject,
+             lambda k: traces.trace_participant(session, reader, k, UTC_TZ),
+             trace_floors.participant_floor, trace_floors.same_participant),
+            ("trace ae (in-process)", 20, built.ae_code,
+             lambda k: traces.trace_ae(session, reader, k, UTC_TZ),
+             trace_floors.ae_floor, trace_floors.same_ae),
+        ]
+        for name, target, key, trace, floor, same in cases:
+            assert same(trace(key), floor(session, key)), f"{name}: floor and trace disagree"
+            # Alternate trace and floor so that both see the same cache and machine state.
+            t = median_time(lambda t=trace, k=key: t(k), runs)
+            f = median_time(lambda f=floor, k=key: f(session, k), runs)
+            figures.add(name, t * 1000, "ms", target, floor=f * 1000, ratio_target=2)
 
+
+def measure_labels(figures: Figures, engine, env: dict[str, str], built, runs: int,
+                   work: Path) -> None:
+    from sqlalchemy import func, select
+
+    from lotrack import db
+    from lotrack.models import LabelPrint
+
+    with db.unit_of_work(engine) as session:
+        printed = session.execute(select(func.count()).select_from(LabelPrint)).scalar_one()
+    qa = env | {"LOTRACK_USER": "qa.a"}
+    out = work / "labels.pdf"
+    walls = []
+    for i in range(min(runs, 3)):
+        reprint = ["--reason", "bench reprint"] if printed or i else []
+        walls.append(run_script(["label", "vials", built.label_lot, "--sheet", "a4",
+                                 "--out", str(out), *reprint], qa))
+    floor = statistics.median(
+        run_script([built.label_lot, str(work / "floor.pdf")], env,
+                   [sys.executable, str(HERE / "floor_labels.py")]) for _ in range(min(runs, 3)))
+    figures.add("vial labels PDF, 2,000-vial lot (wall, fresh process, prints audited)",
+                statistics.median(walls), "s", 5, floor=floor, ratio_target=1.5)
+
+
+def measure_qc_import(figures: Figures, engine, env: dict[str, str], scale: str,
+                      work: Path) -> None:
+    from build import SCALES, qc_import_file
+
+    path, rows = qc_import_file(engine, SCALES[scale].qc_import_rows, work)
+    wall = run_script(["lot", "import-qc", str(path)], env | {"LOTRACK_USER": "qa.a"})
+    figures.add(f"QC import, {rows:,}-row CSV (wall, fresh process)", wall, "s", 5)
+
+
+def measure_verify(figures: Figures, engine, env: dict[str, str]) -> None:
+    from sqlalchemy import func, select
+
+    from lotrack import audit, db
+    from lotrack.models import AuditEvent
+
+    with db.unit_of_work(engine) as session:
         events = session.execute(select(func.count(AuditEvent.seq))).scalar_one()
         start = time.perf_counter()
         result = audit.verify(session)
         elapsed = time.perf_counter() - start
-        assert result.ok, result.problems[:3]
-        add(f"audit verify ({events} events)", events / elapsed, "events/s", 200_000,
-            higher_is_better=True)
-
-    labels_pdf = work / "labels.pdf"
-    qa = env | {"LOTRACK_USER": "qa.a"}
-    walls = []
-    for i in range(min(runs, 3)):
-        extra = ["--reason", "bench reprint"] if i else []
-        walls.append(run_script(["label", "vials", built.label_lot, "--sheet", "a4",
-                                 "--out", str(labels_pdf), *extra], qa)[0])
-    floor = statistics.median(
-        run_floor(labels_pdf.with_name("floor.pdf"), built.label_lot, env) for _ in range(min(runs, 3)))
-    add("vial labels PDF, 2,000-vial lot (wall, fresh process)", statistics.median(walls), "s", 5,
-        beside=floor, ratio_target=1.5)
-
-    for command in (["trace", "lot", built.big_lot, "--json"], ["audit", "verify"]):
-        run_script(command, env)
-    add("peak memory of any command run here", _last_peak, "MB", 300)
-    return figures
+    assert result.ok, result.problems[:3]
+    figures.add(f"audit verify, {events:,} events (in-process)", events / elapsed, "events/s",
+                200_000, higher_is_better=True)
+    wall = run_script(["audit", "verify"], env)
+    figures.add("audit verify (wall, fresh process)", events / wall, "events/s", 200_000,
+                higher_is_better=True)
+    run_script(["trace", "lot", "BIG-500", "--json"], env)
 
 
-def run_floor(out: Path, lot: str, env: dict[str, str]) -> float:
-    start = time.perf_counter()
-    subprocess.run([sys.executable, str(HERE / "floor_labels.py"), lot, str(out)],
-                   env=os.environ | env, check=True)
-    return time.perf_counter() - start
-
-
-def report(figures: list[dict], args, url: str, engine) -> None:
+def report(figures: Figures, args, engine) -> None:
     backend = engine.dialect.name
     print(f"\nlotrack bench, scale {args.scale}, {backend}, {platform.node()}, "
           f"{os.cpu_count()} CPUs, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC\n")
-    print(f"{'figure':<66} {'value':>12}  {'target':>10}  {'floor / ratio':>18}")
+    print(f"{'figure':<72} {'value':>12}       {'target':>11}  {'floor / ratio':>18}")
     for f in figures:
-        target = "" if f["target"] is None else f"{'>=' if f['unit'] == 'events/s' else '<='} {f['target']}"
+        target = "" if f["target"] is None else f"{'>=' if f['unit'] == 'events/s' else '<='} {f['target']:g}"
         mark = "" if f["ok"] is None else (" ok" if f["ok"] else " MISSED")
         side = ""
         if "floor" in f:
-            side = f"{f['floor']:g} / {f['ratio']}x" + ("" if f["ratio_ok"] else " MISSED")
-        print(f"{f['name']:<66} {f['value']:>9g} {f['unit']:<4} {target:>10}{mark:<7} {side:>18}")
+            side = f"{f['floor']:g} / {f['ratio']}x"
+            side += "" if f["ratio_ok"] is None else ("" if f["ratio_ok"] else " MISSED")
+        print(f"{f['name']:<72} {f['value']:>12,.1f} {f['unit']:<8} {target:>9}{mark:<7} {side:>18}")
     out_dir = HERE / "results"
     out_dir.mkdir(exist_ok=True)
     path = out_dir / f"{datetime.now(UTC):%Y-%m-%d}-{args.scale}-{backend}.json"
