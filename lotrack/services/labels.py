@@ -13,10 +13,11 @@ from dataclasses import replace
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from lotrack import audit, gs1
+from lotrack.db import bulk_insert
 from lotrack.errors import InvalidInput, NotFound, RuleViolation
 from lotrack.models import LabelPrint, Lot, Participant, Product, TreatmentCycle, User, Vial
 from lotrack.models.base import utcnow
@@ -220,7 +221,7 @@ def record_prints(session: Session, actor: User, kind: str, labels: list[LabelDa
         out.append(replace(label, print_number=number))
     # One Core insert and one chain append for a whole sheet: a flush and an ORM event
     # per label were most of the time of a 2,000-vial print.
-    session.execute(insert(LabelPrint.__table__), rows)
+    bulk_insert(session, LabelPrint.__table__, rows)
     audit.record_many(session, actor, entries)
     return out
 
