@@ -18,7 +18,7 @@ from decimal import Decimal
 from json.encoder import encode_basestring
 from typing import Any, Protocol
 
-from sqlalchemy import select
+from sqlalchemy import inspect, select
 from sqlalchemy.orm import Session
 
 from lotrack.db import bulk_insert
@@ -208,9 +208,22 @@ def record_row(
     reason: str | None = None,
 ) -> AuditEvent:
     """Record a row's new state; `before` is the state captured before the change."""
-    session.flush()
+    if _unflushed(session, row):
+        session.flush()
     return record(session, actor, row.__audit_entity__, row.audit_key, action, before,
                   row.audit_state(), reason)
+
+
+def _unflushed(session: Session, row: Audited) -> bool:
+    """True when `row`'s audit state needs a flush first: a new row has no id or defaults
+    until then, and a relationship set on it reaches its foreign key column only then.
+    A loaded row changed column by column is its attributes, so no round trip is needed
+    (one per status change made dispensing and administering doses slow)."""
+    state = inspect(row)
+    if state.key is None or state.pending:
+        return True
+    attrs = state.attrs
+    return any(attrs[rel.key].history.has_changes() for rel in state.mapper.relationships)
 
 
 def sign(

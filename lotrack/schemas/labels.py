@@ -34,7 +34,8 @@ When = Literal["always", "gs1", "no-gs1"]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # defer_build: a model is built on first use, so a command pays only for what it validates.
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class Box(_Strict):

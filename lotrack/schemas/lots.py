@@ -19,7 +19,9 @@ LOT_NUMBER = r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,19}$"
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+    # defer_build: a model is built on first use, so a command pays only for what it validates.
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True,
+                              defer_build=True)
 
 
 def gtin_check_digit(body: str) -> str:

@@ -14,7 +14,8 @@ NO = {"no", "n", "false", "0"}
 
 
 class Screening(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # defer_build: a model is built on first use, so a command pays only for what it validates.
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     sex: str | None = None
     birth_date: date | None = None

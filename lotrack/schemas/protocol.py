@@ -16,7 +16,8 @@ CODE = r"^[A-Za-z0-9_-]{1,40}$"
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # defer_build: a model is built on first use, so a command pays only for what it validates.
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class ProtocolHeader(_Strict):

@@ -17,7 +17,9 @@ OUTCOMES = ("recovered", "recovering", "not_recovered", "recovered_with_sequelae
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+    # defer_build: a model is built on first use, so a command pays only for what it validates.
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True,
+                              defer_build=True)
 
 
 def normalise_term(text: str) -> str:

@@ -85,6 +85,13 @@ def authenticate(session: Session, username: str, password: str, purpose: str = 
     user = find_user(session, username)
     if user is None:
         raise PermissionDenied(f"unknown user {username!r} or wrong password")
+    _check(session, user, password, purpose)
+    return user
+
+
+def _check(session: Session, user: User, password: str, purpose: str) -> None:
+    """The account's state and the password, for a login or a signature."""
+    username = user.username
     if not user.active:
         raise PermissionDenied(f"user {username} is deactivated")
     if user.locked:
@@ -98,7 +105,6 @@ def authenticate(session: Session, username: str, password: str, purpose: str = 
         before = user.audit_state()
         user.failed_logins = 0
         audit.record_row(session, user, user, "failed_logins_reset", before)
-    return user
 
 
 def record_failed_attempt(engine: Engine, failure: AuthenticationFailed) -> None:
@@ -124,7 +130,10 @@ def reauthenticate(session: Session, user: User, password: str | None, meaning: 
     """A signature re-checks the password even inside a login session (21 CFR 11.200)."""
     if not password:
         raise PermissionDenied(f"signing as {user.username} ({meaning}) needs the password")
-    authenticate(session, user.username, password, purpose=f"signature: {meaning}")
+    if user in session:  # already this transaction's row: no need to read it again
+        _check(session, user, password, f"signature: {meaning}")
+    else:
+        authenticate(session, user.username, password, purpose=f"signature: {meaning}")
 
 
 # --- login sessions --------------------------------------------------------
