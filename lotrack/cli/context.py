@@ -37,13 +37,22 @@ class App:
 
     def engine(self, check_schema: bool = True) -> Engine:
         from lotrack.db import check_schema_current, make_engine
+        from lotrack.memory import freeze_loaded
 
         if self._engine is None:
+            # The first use of the database: the command has loaded what it needs.
+            freeze_loaded()
             self._engine = make_engine(self.settings.db_url)
         if check_schema and not self._checked:
             check_schema_current(self._engine)
             self._checked = True
         return self._engine
+
+    def close(self) -> None:
+        """Close the database connections (SQLite checkpoints its write-ahead log)."""
+        if self._engine is not None:
+            self._engine.dispose()
+            self._engine = None
 
     @contextmanager
     def session(self) -> Iterator[Session]:

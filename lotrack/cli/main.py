@@ -130,9 +130,13 @@ def cli(ctx: click.Context, db_url: str | None, site_tz: str | None) -> None:
         ctx.obj = App(Settings.from_env(db_url, site_tz))
     except LotrackError as exc:
         raise click.ClickException(str(exc)) from None
+    ctx.call_on_close(ctx.obj.close)
 
 
 def main() -> None:
+    from lotrack.memory import own_process
+
+    own_process()
     try:
         cli.main(prog_name="lotrack")
     except KeyboardInterrupt:
