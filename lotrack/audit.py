@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 from json.encoder import encode_basestring
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from sqlalchemy import inspect, select
 from sqlalchemy.orm import Session
@@ -58,6 +58,7 @@ def _json_default(value: object) -> object:
 
 
 _NESTED = (float, dict, list, tuple)
+_FLAT = frozenset({str, int, bool, type(None)})  # none of them a kind of _NESTED
 
 
 def _normalise(value: object) -> object:
@@ -66,7 +67,10 @@ def _normalise(value: object) -> object:
     if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
         return int(value)
     if isinstance(value, dict):
-        if not any(isinstance(v, _NESTED) for v in value.values()):
+        # The distinct types of the values, not each value: a bulk path canonicalises a
+        # hundred thousand states.
+        types = set(map(type, value.values()))
+        if types <= _FLAT or not any(issubclass(t, _NESTED) for t in types):
             return value  # a flat state without floats, the common case: nothing to change
         return {k: _normalise(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
@@ -75,8 +79,12 @@ def _normalise(value: object) -> object:
 
 
 def canonical(value: object) -> str:
-    return json.dumps(_normalise(value), sort_keys=True, separators=(",", ":"),
-                      ensure_ascii=False, default=_json_default)
+    return _CANONICAL.encode(_normalise(value))
+
+
+# What json.dumps(sort_keys=True, ...) builds on every call, built once.
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                              default=_json_default)
 
 
 def state_hash(state: dict[str, object]) -> str:
@@ -142,9 +150,9 @@ def record(
     return event
 
 
-@dataclass(frozen=True)
-class Entry:
-    """One change for `record_many`: the same fields `record` takes, actor aside."""
+class Entry(NamedTuple):
+    """One change for `record_many`: the same fields `record` takes, actor aside (a tuple:
+    a bulk path makes a hundred thousand of them)."""
 
     entity: str
     entity_id: str

@@ -7,6 +7,7 @@ import random
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from operator import itemgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -270,16 +271,25 @@ def bulk_insert(session: Session, table: Table, rows: list[dict[str, Any]]) -> N
     dialect = connection.dialect
     keys = list(rows[0])
     compiled = insert(table).compile(dialect=dialect, column_keys=keys)
+    # The dialect's own processors, as SQLAlchemy applies them: SQLite gets its text for
+    # dates and times, not the driver's per-row (and deprecated) adapters.
     convert = {key: _cached(processor) for key in keys
-               if (processor := table.c[key].type.bind_processor(dialect)) is not None}
+               if (processor := _bind_processor(table.c[key].type, dialect)) is not None}
     names = list(compiled.positiontup or ()) if compiled.positional else keys
-    plain = [n for n in names if n not in convert]
-    params: list[Any] = []
-    for row in rows:
-        values = {n: row[n] for n in plain}
-        values.update((n, f(row[n])) for n, f in convert.items())
-        params.append(tuple(values[n] for n in names) if compiled.positional else values)
+    # Column by column, then zipped into rows: the per-row work stays in C (map, zip).
+    columns = []
+    for name in names:
+        column = map(itemgetter(name), rows)
+        columns.append(list(map(convert[name], column) if name in convert else column))
+    params: list[Any] = (list(zip(*columns, strict=True)) if compiled.positional
+                         else [dict(zip(names, values, strict=True))
+                               for values in zip(*columns, strict=True)])
+    del columns
     connection.exec_driver_sql(str(compiled), params)
+
+
+def _bind_processor(type_: Any, dialect: Any) -> Callable[[Any], Any] | None:
+    return type_.dialect_impl(dialect).bind_processor(dialect)
 
 
 def _cached(processor: Callable[[Any], Any]) -> Callable[[Any], Any]:

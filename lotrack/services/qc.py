@@ -150,6 +150,12 @@ def _parsed_spec(content: str) -> SpecFile:
     return SpecFile.model_validate_json(content)
 
 
+@lru_cache(maxsize=16)
+def _spec_attributes(content: str) -> dict[str, SpecAttributeIn]:
+    """The attributes of a specification version by name, for judging many rows."""
+    return {attr.name: attr for attr in _parsed_spec(content).attributes}
+
+
 def current_results(session: Session, lot: Lot) -> dict[str, QcResult]:
     rows = session.execute(select(QcResult).where(QcResult.lot_id == lot.id,
                                                   QcResult.superseded.is_(False))).scalars()
@@ -179,8 +185,9 @@ def release_blockers(session: Session, lot: Lot) -> list[str]:
     return problems
 
 
-def _checked_row(spec: SpecFile, row: QcRowIn, where: str) -> tuple[SpecAttributeIn, Verdict]:
-    attr = spec.attribute(row.attribute)
+def _checked_row(attributes: dict[str, SpecAttributeIn], row: QcRowIn,
+                 where: str) -> tuple[SpecAttributeIn, Verdict]:
+    attr = attributes.get(row.attribute)
     if attr is None:
         raise InvalidInput(f"{where}: {row.attribute!r} is not an attribute of the specification")
     if row.unit != attr.unit:
@@ -219,35 +226,35 @@ def record_many_lots(session: Session, actor: User, batches: list[LotResults],
     reads, inserts and audit events are done once for all (a laboratory's file of
     100,000 results records in seconds). One summary list per lot, in order."""
     require_role(actor, "qa", action="recording QC results")
-    checked = [_checked_batch(batch) for batch in batches]
+    judged: dict[tuple[str, ...], tuple[SpecAttributeIn, Verdict]] = {}
+    checked = [_checked_batch(batch, judged) for batch in batches]
     current = _current_of(session, [batch.lot for batch in batches])
-    corrected = [current[b.lot.id][r.attribute] for b in batches for r in b.rows
-                 if r.attribute in current[b.lot.id]]
+    of_batch = [current[b.lot.id] for b in batches]
+    corrected = [lot_current[r.attribute] for b, lot_current in zip(batches, of_batch, strict=True)
+                 for r in b.rows if r.attribute in lot_current]
     if corrected and not (reason and reason.strip()):
         names = ", ".join(sorted(r.attribute for r in corrected))
-        lot_names = sorted({b.lot.lot_number for b in batches
-                            if any(r.attribute in current[b.lot.id] for r in b.rows)})
+        lot_names = sorted({b.lot.lot_number for b, lot_current in zip(batches, of_batch, strict=True)
+                            if any(r.attribute in lot_current for r in b.rows)})
         where = f" (lot {', '.join(lot_names)})" if len(batches) > 1 else ""
         raise InvalidInput(f"{names} already has a result{where}: a correction needs --reason")
     now = utcnow()
     if corrected:
         _supersede(session, actor, corrected, reason or "")
-    values = [[_row_values(b.lot, actor, row, attr, verdict, now,
-                           current[b.lot.id].get(row.attribute), reason)
-               for row, (attr, verdict) in zip(b.rows, pairs, strict=True)]
-              for b, pairs in zip(batches, checked, strict=True)]
+    values = [_lot_values(b, pairs, lot_current, actor, now, reason)
+              for b, pairs, lot_current in zip(batches, checked, of_batch, strict=True)]
     flat = [v for lot_values in values for v in lot_values]
     # A plain Core executemany, then the new ids read back: an INSERT ... RETURNING of many
     # rows in parameter order grows worse than linearly in SQLAlchemy (30 s for 8,500 rows),
     # and the ORM's bulk insert costs more per row than the rest of the import.
     bulk_insert(session, QcResult.__table__, flat)
     new_ids = _current_ids(session, [b.lot.id for b in batches])
-    inserted = [new_ids[(v["lot_id"], v["attribute"])] for v in flat]
     audit.record_many(session, actor, [
-        audit.Entry("qc_result", str(result_id),
-                    "correct" if row_values["supersedes_id"] else "enter", None,
-                    _state(row_values), row_values["correction_reason"])
-        for result_id, row_values in zip(inserted, flat, strict=True)])
+        audit.Entry("qc_result", str(new_ids[(v["lot_id"], v["attribute"])]),
+                    "correct" if v["supersedes_id"] else "enter", None, _state(v),
+                    v["correction_reason"])
+        for v in flat])
+    del flat
     for batch, lot_values in zip(batches, values, strict=True):
         _flag_if_failing(session, actor, batch.lot, lot_values)
     return [[{"attribute": v["attribute"], "value": v["value_text"], "unit": v["unit"],
@@ -255,11 +262,22 @@ def record_many_lots(session: Session, actor: User, batches: list[LotResults],
             for lot_values in values]
 
 
-def _checked_batch(batch: LotResults) -> list[tuple[SpecAttributeIn, Verdict]]:
+def _checked_batch(batch: LotResults, judged: dict[tuple[str, ...], tuple[SpecAttributeIn, Verdict]]
+                   ) -> list[tuple[SpecAttributeIn, Verdict]]:
+    """Each row's attribute and verdict. A judgement depends only on the specification
+    and the row's attribute, unit and value, so `judged` keeps each one for the rows that
+    repeat it (a file for many lots repeats most of its qualitative results)."""
     if batch.lot.status == "destroyed":
         raise RuleViolation(f"lot {batch.lot.lot_number} is destroyed")
-    spec = _spec(batch.lot)
-    checked = [_checked_row(spec, row, at) for row, at in zip(batch.rows, batch.where, strict=True)]
+    content = batch.lot.specification.content
+    attributes = _spec_attributes(content)
+    checked = []
+    for row, at in zip(batch.rows, batch.where, strict=True):
+        key = (content, row.attribute, row.unit, row.value)
+        found = judged.get(key)
+        if found is None:
+            found = judged[key] = _checked_row(attributes, row, at)
+        checked.append(found)
     seen: set[str] = set()
     for row in batch.rows:
         if row.attribute in seen:
@@ -284,11 +302,11 @@ def _current_ids(session: Session, lot_ids: list[int]) -> dict[tuple[object, obj
     """(lot id, attribute) -> id of the current result: after a recording, the new rows
     (each attribute has one current result, the rest are superseded)."""
     ids = sorted(set(lot_ids))
-    out = {}
+    out: dict[tuple[object, object], int] = {}
     for start in range(0, len(ids), 500):
-        for row in session.execute(select(QcResult.lot_id, QcResult.attribute, QcResult.id).where(
-                QcResult.lot_id.in_(ids[start:start + 500]), QcResult.superseded.is_(False))):
-            out[(row.lot_id, row.attribute)] = row.id
+        out.update(((lot_id, attribute), result_id) for lot_id, attribute, result_id in session.execute(
+            select(QcResult.lot_id, QcResult.attribute, QcResult.id).where(
+                QcResult.lot_id.in_(ids[start:start + 500]), QcResult.superseded.is_(False))))
     return out
 
 
@@ -304,16 +322,23 @@ def _flag_if_failing(session: Session, actor: User, lot: Lot,
                          f"QC result out of specification after {lot.status}: {', '.join(failing)}")
 
 
-def _row_values(lot: Lot, actor: User, row: QcRowIn, attr: SpecAttributeIn, verdict: Verdict,
-                now: datetime, old: QcResult | None, reason: str | None) -> dict[str, object]:
-    return {"lot_id": lot.id, "attribute": row.attribute, "value_text": row.value.strip(),
-            "value_number": verdict.number, "unit": row.unit,
-            "method": row.method or attr.method, "tested_on": row.tested_on,
-            "analyst": row.analyst, "verdict": verdict.verdict,
-            "verdict_detail": verdict.detail[:300], "entered_at": now, "entered_by_id": actor.id,
-            "supersedes_id": old.id if old else None,
-            "correction_reason": reason.strip() if old and reason else None,
-            "superseded": False}
+def _lot_values(batch: LotResults, checked: list[tuple[SpecAttributeIn, Verdict]],
+                current: dict[str, QcResult], actor: User, now: datetime,
+                reason: str | None) -> list[dict[str, object]]:
+    """The new result rows of one lot, as inserted."""
+    lot_id, actor_id = batch.lot.id, actor.id
+    correction = reason.strip() if reason else None
+    out = []
+    for row, (attr, verdict) in zip(batch.rows, checked, strict=True):
+        old = current.get(row.attribute)
+        out.append({"lot_id": lot_id, "attribute": row.attribute, "value_text": row.value.strip(),
+                    "value_number": verdict.number, "unit": row.unit,
+                    "method": row.method or attr.method, "tested_on": row.tested_on,
+                    "analyst": row.analyst, "verdict": verdict.verdict,
+                    "verdict_detail": verdict.detail[:300], "entered_at": now,
+                    "entered_by_id": actor_id, "supersedes_id": old.id if old else None,
+                    "correction_reason": correction if old else None, "superseded": False})
+    return out
 
 
 def _state(v: dict[str, object]) -> dict[str, object]:
@@ -347,39 +372,40 @@ def read_csv(text: str, columns: tuple[str, ...],
 
     Rows are validated a few thousand at a time (one pydantic call each, which is what
     makes a 100,000-row file quick) and only what is kept stays in memory; the first bad
-    row refuses the file, by line."""
-    reader = csv.DictReader(io.StringIO(text))
-    header = tuple(reader.fieldnames or ())
+    row refuses the file, by line. Blank lines are skipped and not counted, as
+    csv.DictReader does; a repeated column name means its last column."""
+    reader = csv.reader(io.StringIO(text))
+    header = tuple(next(reader, ()))
     missing = [c for c in columns if c not in header]
     if missing:
         raise InvalidInput(f"the CSV file lacks column(s) {', '.join(missing)}; expected "
                            f"{', '.join(columns)}")
+    index = {name: i for i, name in enumerate(header)}
+    width = len(header)
+    attribute, value, unit, method, tested_at, analyst = (index[c] for c in CSV_COLUMNS)
+    kept_at = [index.get(k) for k in keep]
     out: list[tuple[int, tuple[str, ...], QcRowIn]] = []
-    pending: list[tuple[int, tuple[str, ...], dict[str, str]]] = []
-    for line, record in enumerate(reader, start=2):
-        if None in record or any(v is None for v in record.values()):
+    lines: list[int] = []
+    kept: list[tuple[str, ...]] = []
+    raw: list[dict[str, str]] = []
+    for line, record in enumerate(filter(None, reader), start=2):
+        if len(record) != width:
             raise InvalidInput(f"row {line}: wrong number of fields")
-        pending.append((line, tuple(record.get(k) or "" for k in keep),
-                        {"attribute": record["attribute"], "value": record["value"],
-                         "unit": record["unit"], "method": record["method"],
-                         "tested_on": (record["tested_at"] or "").strip()[:10],
-                         "analyst": record["analyst"]}))
-        if len(pending) == _VALIDATE_AT_ONCE:
-            out += _validated(pending)
-            pending = []
-    out += _validated(pending)
+        lines.append(line)
+        kept.append(tuple("" if i is None else record[i] for i in kept_at))
+        raw.append({"attribute": record[attribute], "value": record[value],
+                    "unit": record[unit], "method": record[method],
+                    "tested_on": record[tested_at].strip()[:10], "analyst": record[analyst]})
+        if len(raw) == _VALIDATE_AT_ONCE:
+            out += zip(lines, kept, _validated_rows(raw, lines), strict=True)
+            lines, kept, raw = [], [], []
+    out += zip(lines, kept, _validated_rows(raw, lines), strict=True)
     if not out:
         raise InvalidInput("the CSV file has no result rows")
     return out
 
 
 _VALIDATE_AT_ONCE = 5_000
-
-
-def _validated(pending: list[tuple[int, tuple[str, ...], dict[str, str]]]
-               ) -> list[tuple[int, tuple[str, ...], QcRowIn]]:
-    rows = _validated_rows([raw for _, _, raw in pending], [line for line, _, _ in pending])
-    return [(line, kept, row) for (line, kept, _), row in zip(pending, rows, strict=True)]
 
 
 def _validated_rows(raw: list[dict[str, str]], lines: list[int]) -> list[QcRowIn]:

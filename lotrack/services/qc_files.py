@@ -9,12 +9,13 @@ those of entering the results lot by lot.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, contains_eager
 
 from lotrack.errors import InvalidInput, NotFound
+from lotrack.memory import collector_paused
 from lotrack.models import Lot, Product, User
 from lotrack.schemas.lots import QcRowIn
 from lotrack.services import qc
@@ -23,8 +24,7 @@ from lotrack.services.roles import require_role
 FILE_COLUMNS = ("lot", *qc.CSV_COLUMNS)  # and, optionally, product
 
 
-@dataclass(frozen=True)
-class FileRow:
+class FileRow(NamedTuple):  # a tuple: a file holds a hundred thousand of them
     line: int
     lot: str
     product: str | None
@@ -33,30 +33,34 @@ class FileRow:
 
 def parse_file(text: str) -> list[FileRow]:
     """The rows of a multi-lot results file; the first bad row refuses the file."""
-    rows = []
-    for line, (lot, product), row in qc.read_csv(text, FILE_COLUMNS, keep=("lot", "product")):
-        if not lot.strip():
-            raise InvalidInput(f"row {line}: the lot is empty")
-        rows.append(FileRow(line, lot.strip(), product.strip() or None, row))
-    return rows
+    with collector_paused():
+        rows = []
+        for line, (lot, product), row in qc.read_csv(text, FILE_COLUMNS, keep=("lot", "product")):
+            if not lot.strip():
+                raise InvalidInput(f"row {line}: the lot is empty")
+            rows.append(FileRow(line, lot.strip(), product.strip() or None, row))
+        return rows
 
 
 def import_results(session: Session, actor: User, rows: list[FileRow],
                    reason: str | None = None) -> list[dict[str, object]]:
     """Record every row, lot by lot, all or nothing; one summary line per lot."""
     require_role(actor, "qa", action="importing QC results")
-    by_lot: dict[tuple[str, str | None], list[FileRow]] = {}
-    for item in rows:
-        by_lot.setdefault((item.lot, item.product), []).append(item)
-    lots = _lots(session, list(by_lot))
-    batches = [qc.LotResults(lots[key], [i.row for i in items], [f"row {i.line}" for i in items])
-               for key, items in by_lot.items()]
-    summary = []
-    for start in range(0, len(batches), LOTS_AT_ONCE):
-        summary += _summary(batches[start:start + LOTS_AT_ONCE],
-                            qc.record_many_lots(session, actor,
-                                                batches[start:start + LOTS_AT_ONCE], reason))
-    return summary
+    with collector_paused():
+        by_lot: dict[tuple[str, str | None], list[FileRow]] = {}
+        for item in rows:
+            by_lot.setdefault((item.lot, item.product), []).append(item)
+        lots = _lots(session, list(by_lot))
+        batches = [qc.LotResults(lots[key], [i.row for i in items], [f"row {i.line}" for i in items])
+                   for key, items in by_lot.items()]
+        summary = []
+        for start in range(0, len(batches), LOTS_AT_ONCE):
+            summary += _summary(batches[start:start + LOTS_AT_ONCE],
+                                qc.record_many_lots(session, actor,
+                                                    batches[start:start + LOTS_AT_ONCE], reason))
+        return summary
+
+
 
 
 # Lots recorded per pass, all in the one transaction: bounds the memory a large file takes
@@ -80,8 +84,8 @@ def _lots(session: Session, keys: list[tuple[str, str | None]]) -> dict[tuple[st
     found: dict[str, list[Lot]] = {}
     numbers = sorted({number for number, _ in keys})
     for start in range(0, len(numbers), 500):  # bounded IN lists for every backend
-        for lot in session.execute(select(Lot).join(Product).where(
-                Lot.lot_number.in_(numbers[start:start + 500]))).scalars():
+        for lot in session.execute(select(Lot).join(Product).options(contains_eager(Lot.product))
+                                   .where(Lot.lot_number.in_(numbers[start:start + 500]))).scalars():
             found.setdefault(lot.lot_number, []).append(lot)
     out = {}
     for number, product in keys:
