@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from lotrack.cli.context import App, emit, output_options, pass_app
+from lotrack.memory import collector_paused
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -37,7 +38,8 @@ def print_options(func: Callable[..., Any]) -> Callable[..., Any]:
     ]
     for option in reversed(options):
         func = option(func)
-    return func
+    # Around the whole command, as it imports the services (and their models) as well.
+    return collector_paused()(func)
 
 
 @click.group()
@@ -48,7 +50,7 @@ def label() -> None:
 def _print(app: App, kind: str, gather: Callable[[Session], list[LabelData]],
            template_name: str | None, sheet: str | None, fmt: str | None, copies: int,
            reason: str | None, dpi: int, out_path: Path) -> None:
-    from lotrack.render.labels.layout import layout
+    from lotrack.render.labels.layout import layouts
     from lotrack.render.labels.output import output_format, stage_labels
     from lotrack.services import labels as service
 
@@ -59,7 +61,7 @@ def _print(app: App, kind: str, gather: Callable[[Session], list[LabelData]],
     def action(session: Session, actor: User) -> Any:
         data = gather(session)
         printed = service.record_prints(session, actor, kind, data, template, chosen, copies, reason)
-        drawings = _layout_all(template, printed, layout)
+        drawings = _layout_all(template, printed, layouts)
         return stage_labels(out_path, chosen, drawings, copies, template, sheet_spec,
                             f"lotrack {kind} labels", app.settings.label_watermark, dpi), printed
 
@@ -72,12 +74,12 @@ def _print(app: App, kind: str, gather: Callable[[Session], list[LabelData]],
                f"{chosen}{note}) to {where}.")
 
 
-def _layout_all(template: Any, printed: list[LabelData], layout: Callable[..., Any]) -> list[Any]:
+def _layout_all(template: Any, printed: list[LabelData], layouts: Callable[..., Any]) -> list[Any]:
     if len(printed) < PROGRESS_FROM:
-        return [layout(template, item) for item in printed]
+        return list(layouts(template, printed))
     with click.progressbar(printed, label="Laying out labels", file=click.get_text_stream("stderr"),
                            show_pos=True) as bar:
-        return [layout(template, item) for item in bar]
+        return list(layouts(template, bar))
 
 
 @label.command("vials")

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections import defaultdict, namedtuple
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import date, datetime
 from functools import cache
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -182,8 +182,13 @@ def _aes(session: Session, participant_ids: list[int]) -> dict[int, list[Record]
     return out
 
 
-def _ae_row(ae: Record, since: datetime | None, tz: ZoneInfo) -> dict[str, object]:
-    days = (ae.onset_on - since.astimezone(tz).date()).days if since else None
+def _site_day(at: datetime | None, tz: ZoneInfo) -> date | None:
+    return at.astimezone(tz).date() if at else None
+
+
+def _ae_row(ae: Record, since: date | None) -> dict[str, object]:
+    """`since`: the site day of first exposure, which the event's onset is counted from."""
+    days = (ae.onset_on - since).days if since else None
     return {"ae": format_ae_code(ae.id), "term": ae.ctcae_term or ae.verbatim_term,
             "needs_coding": ae.needs_coding, "grade": ae.grade, "serious": ae.serious,
             "relatedness": ae.relatedness, "outcome": ae.outcome, "onset": iso(ae.onset_on),
@@ -215,16 +220,19 @@ def _by_dose(rows: Iterable[Record], tz: ZoneInfo) -> list[tuple[list[Record], d
 def _vials(rows: Sequence[Row], doses: list[Record]
            ) -> tuple[list[dict[str, object]], dict[int, list[str]]]:
     """Forward traces: the vials as listed, and the serials each dose used."""
-    subjects = {dose.dose_id: dose.subject_id for dose in doses}
+    # Each dose's code and recipient once, not once per vial it used.
+    of_dose = {dose.dose_id: (format_dose_code(dose.dose_id), dose.subject_id) for dose in doses}
     vials: list[dict[str, object]] = []
     used: dict[int, list[str]] = defaultdict(list)
     for serial, status, on_hold, path, position, dose_id, *_ in rows:
+        if dose_id is None:
+            code = subject = None
+        else:
+            code, subject = of_dose.get(dose_id) or (format_dose_code(dose_id), None)
+            used[dose_id].append(serial)
         vials.append({"serial": serial, "status": status, "on_hold": on_hold,
                       "where": "" if path is None else f"{path} #{position}" if position else path,
-                      "dose": None if dose_id is None else format_dose_code(dose_id),
-                      "participant": subjects.get(dose_id)})
-        if dose_id is not None:
-            used[dose_id].append(serial)
+                      "dose": code, "participant": subject})
     return vials, {dose_id: sorted(serials) for dose_id, serials in used.items()}
 
 
@@ -242,15 +250,14 @@ def _recipients(session: Session, doses: list[Record], used: dict[int, list[str]
     aes = _aes(session, list(by_participant))
     out = []
     for pid, given in by_participant.items():
-        first = given[0].dispensed_at  # in time order
-        first_day = first.astimezone(tz).date()
+        first_day = given[0].dispensed_at.astimezone(tz).date()  # in time order
         person = given[0]
+        rows = [_dose_row(dose, used[dose.dose_id], [lot_number], product, tz) for dose in given]
         out.append({
             "subject": person.subject_id, "group": person.group_code,
-            "status": person.participant_status, "first_exposure": site_time(first, tz),
-            "doses": [_dose_row(dose, used[dose.dose_id], [lot_number], product, tz)
-                      for dose in given],
-            "adverse_events_after_exposure": [_ae_row(ae, first, tz) for ae in aes.get(pid, ())
+            "status": person.participant_status, "first_exposure": rows[0]["dispensed_at"],
+            "doses": rows,
+            "adverse_events_after_exposure": [_ae_row(ae, first_day) for ae in aes.get(pid, ())
                                               if ae.onset_on >= first_day]})
     return sorted(out, key=lambda r: str(r["subject"]))
 
@@ -312,7 +319,7 @@ def trace_participant(session: Session, actor: User, subject: str,
             "doses": [row for _, row in _by_dose(rows, tz)],
             "lots": [{"lot": lot.lot_number, "product": lot.product, "status": lot.status,
                       "expiry": iso(lot.expiry_on), **_flags(lot)} for lot in lots],
-            "adverse_events": [_ae_row(ae, first, tz) for ae in
+            "adverse_events": [_ae_row(ae, _site_day(first, tz)) for ae in
                                _aes(session, [person.id])[person.id]]}
 
 
@@ -337,6 +344,7 @@ def trace_ae(session: Session, actor: User, ae_code: str, tz: ZoneInfo) -> dict[
         row["days_to_onset"] = (ae.onset_on - given.astimezone(tz).date()).days
         row["lot_flags"] = {vial.lot_number: flags[vial.lot_id] for vial in group}
         doses.append(row)
-    return {"ae": _ae_row(ae, min((row.dispensed_at for row in rows), default=None), tz),
+    first = min((row.dispensed_at for row in rows), default=None)
+    return {"ae": _ae_row(ae, _site_day(first, tz)),
             "subject": ae.subject_id, "group": ae.group_code, "doses_before_onset": doses,
             "lots": sorted({row.lot_id: row.lot_number for row in rows}.values())}

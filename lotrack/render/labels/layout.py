@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from functools import lru_cache
 
 from lotrack import gs1
 from lotrack.errors import InvalidInput
@@ -80,26 +80,37 @@ def _applies(when: str, has_gs1: bool) -> bool:
     return when == "always" or (when == "gs1") == has_gs1
 
 
-def _text(spec: TextSpec, data: LabelData, values: dict[str, str], floor: float) -> Text | None:
+def _text(spec: TextSpec, data: LabelData, values: dict[str, str], floor: float,
+          placed: dict[tuple[int, str], tuple[Text, float]]) -> Text | None:
     text = spec.text.format(**values).strip()
     if not text:
         return None
-    size, needed = _fit(text, spec.size_pt, spec.bold, spec.width_mm, floor)
+    known = placed.get((id(spec), text))
+    if known is None:
+        known = placed[(id(spec), text)] = _placed(spec, text, floor)
+    item, needed = known
     if needed > spec.width_mm + 1e-6:
         # A label must never be printed with a field cut off.
-        raise InvalidInput(f"label {data.subject}: {text!r} needs {needed:.1f} mm at {size:g} pt "
-                           f"but the template gives {spec.width_mm:g} mm")
+        raise InvalidInput(f"label {data.subject}: {text!r} needs {needed:.1f} mm at "
+                           f"{item.size:g} pt but the template gives {spec.width_mm:g} mm")
+    return item
+
+
+def _placed(spec: TextSpec, text: str, floor: float) -> tuple[Text, float]:
+    """The line as drawn, and the mm it needs."""
+    size, needed = _fit(text, spec.size_pt, spec.bold, spec.width_mm, floor)
     baseline = spec.y_mm + spec.size_pt * PT_TO_MM * 0.95
-    return Text(spec.x_mm, baseline, spec.width_mm, size, spec.bold, spec.align, text)
+    return Text(spec.x_mm, baseline, spec.width_mm, size, spec.bold, spec.align, text), needed
 
 
-@lru_cache(maxsize=4096)
 def _fit(text: str, size: float, bold: bool, width: float, floor: float) -> tuple[float, float]:
     """The size `text` fits `width` mm at, shrinking by 0.25 pt down to `floor`, and the mm it
-    then needs. Cached: most lines (trial, storage, sponsor) are the same on every label."""
-    while text_width_mm(text, size, bold) > width and size - 0.25 >= floor:
+    then needs."""
+    needed = text_width_mm(text, size, bold)
+    while needed > width and size - 0.25 >= floor:
         size -= 0.25
-    return size, text_width_mm(text, size, bold)
+        needed = text_width_mm(text, size, bold)
+    return size, needed
 
 
 def _linear(spec: BarcodeSpec, data: LabelData) -> list[Text | Bars]:
@@ -140,21 +151,28 @@ def _matrix(spec: BarcodeSpec, data: LabelData) -> Matrix:
 
 
 def layout(template: LabelTemplate, data: LabelData) -> Drawing:
+    return next(layouts(template, [data]))
+
+
+def layouts(template: LabelTemplate, labels: Iterable[LabelData]) -> Iterator[Drawing]:
+    """Each label laid out in turn. A line that many labels share (trial, storage, sponsor)
+    is fitted once and is one item on all of them, which the PDF then writes once."""
     head = template.template
-    has_gs1 = data.gs1 is not None
-    values = {**data.fields, "print_mark": data.print_mark}
-    drawing = Drawing(head.width_mm, head.height_mm, data.subject)
-    for spec in template.text:
-        if _applies(spec.when, has_gs1):
-            item = _text(spec, data, values, head.min_font_pt)
+    elements = {has_gs1: ([s for s in template.text if _applies(s.when, has_gs1)],
+                          [b for b in template.barcode if _applies(b.when, has_gs1)])
+                for has_gs1 in (True, False)}
+    placed: dict[tuple[int, str], tuple[Text, float]] = {}
+    for data in labels:
+        texts, barcodes = elements[data.gs1 is not None]
+        values = {**data.fields, "print_mark": data.print_mark}
+        drawing = Drawing(head.width_mm, head.height_mm, data.subject)
+        for spec in texts:
+            item = _text(spec, data, values, head.min_font_pt, placed)
             if item is not None:
                 drawing.items.append(item)
-    for barcode in template.barcode:
-        if not _applies(barcode.when, has_gs1):
-            continue
-        if barcode.symbol == "datamatrix":
-            drawing.items.append(_matrix(barcode, data))
-        else:
-            drawing.items.extend(_linear(barcode, data))
-    return drawing
-
+        for barcode in barcodes:
+            if barcode.symbol == "datamatrix":
+                drawing.items.append(_matrix(barcode, data))
+            else:
+                drawing.items.extend(_linear(barcode, data))
+        yield drawing
