@@ -30,7 +30,8 @@ class AuditEvent(Base):
     after: Mapped[str | None] = mapped_column(Text, nullable=True)
     reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     prev_hash: Mapped[str] = mapped_column(String(64))
-    hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # Not indexed: nothing looks an event up by its hash (migration 0006).
+    hash: Mapped[str] = mapped_column(String(64))
 
 
 class AuditHead(Base):
