@@ -195,7 +195,7 @@ def record_many(session: Session, actor: User | None, entries: list[Entry],
 
 def _payload_hash(row: dict[str, Any], occurred_iso: str) -> str:
     # The same payload as event_hash, from a row dict, written out as verify does (see
-    # _verify_chain); tests/integration/test_audit_verify_fast.py holds them identical.
+    # audit_verify._check_run); tests/integration/test_audit_verify_fast.py holds them identical.
     text = json_string
     payload = EVENT_PAYLOAD % (
         int(row["seq"]), text(occurred_iso),

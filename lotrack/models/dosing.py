@@ -73,6 +73,17 @@ class Dose(Base):
         # Derived from the primary key, so concurrent dispensers never race for a code.
         return format_dose_code(self.id)
 
+    # `audit verify` reads doses from their columns, not as objects (audit_verify.RowReader);
+    # tests/integration/test_audit_verify_fast.py holds these equal to audit_key/audit_state().
+    __audit_columns__ = ("participant_id", "cycle_id", "perfusion", "attempt", "status",
+                         "dispensed_at", "dispensed_by_id", "verified_by_id",
+                         "hours_since_surgery", "post_op_day", "target_hours", "window_hours",
+                         "deviation", "use_by", "administered_at", "administered_by_id",
+                         "volume_ml", "closed_reason", "closed_at", "closed_by_id")
+    __audit_id_lists__ = (("vial_ids", "vials", "vial_id"),)
+    __audit_key_columns__ = ("id",)
+    audit_key_from = staticmethod(format_dose_code)
+
     @property
     def audit_key(self) -> str:
         return self.dose_code

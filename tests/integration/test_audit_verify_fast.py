@@ -19,7 +19,7 @@ from lotrack.models import AuditEvent
 from lotrack.schemas.safety import AdverseEventIn
 from lotrack.services import adverse_events, auth, labels, storage
 
-FAST_ENTITIES = {"ae", "cycle", "excursion", "hysteroscopy", "label_print", "location",
+FAST_ENTITIES = {"ae", "cycle", "dose", "excursion", "hysteroscopy", "label_print", "location",
                  "participant", "protocol", "qc_result", "signature", "surgery", "vial"}
 
 
@@ -133,3 +133,67 @@ def test_rows_read_by_columns_changed_inserted_or_deleted_behind_lotrack_are_nam
     assert f"vial {other} was deleted outside lotrack" in found
     assert "location SITE/FRZ-Z has no audit event: it was written outside lotrack" in found
     assert len(found) == 4, found
+
+
+def tamper(trial) -> None:
+    """One of each problem verify names: events altered, missing and out of the chain,
+    rows changed, deleted and written behind lotrack, a record with an odd key."""
+    with db.unit_of_work(trial.database.engine) as session:
+        admin = auth.authenticate(session, "admin", PASSWORD)
+        for key in ("007", "-1", "zz", "Ω"):  # keys that sort apart from the rows' keys
+            audit.record(session, admin, "signature", key, "create", None, {"x": key})
+        session.commit()
+    with trial.database.engine.connect() as conn:
+        last = conn.execute(text("SELECT max(seq) FROM audit_events")).scalar_one()
+    raw(trial, "UPDATE audit_events SET reason = 'edited' WHERE seq IN (3, :m)", m=last // 2)
+    raw(trial, "DELETE FROM audit_events WHERE seq IN (10, 11, :m)", m=last // 2 + 1)
+    raw(trial, "UPDATE vials SET on_hold = NOT on_hold WHERE id = 2")
+    raw(trial, "DELETE FROM qc_results WHERE id = 1")
+    raw(trial, "INSERT INTO storage_locations (path, parent_id, capacity, created_at) "
+               "VALUES ('SITE/FRZ-Z', NULL, NULL, '2026-01-01 00:00:00')")
+
+
+def test_rows_merged_in_key_order_find_what_matching_each_key_finds(trial, monkeypatch):
+    tamper(trial)
+    merged = verify(trial)
+    monkeypatch.setattr(audit_verify, "_key_order", lambda *args: None)
+    matched = verify(trial)
+    assert merged.rows == matched.rows
+    assert sorted(merged.problems) == sorted(matched.problems)
+    assert "signature 007 was deleted outside lotrack" in merged.problems
+    assert len(merged.problems) >= 12, merged.problems
+
+
+def test_the_chain_checked_in_two_processes_finds_what_one_pass_finds(trial, monkeypatch):
+    if trial.database.backend != "sqlite":
+        pytest.skip("PostgreSQL is checked in one process")
+    tamper(trial)
+    # A timestamp in another form than SQLAlchemy writes, read by the other process too.
+    raw(trial, "UPDATE audit_events SET occurred_at = '2026-01-02 03:04:05' WHERE seq = 2")
+    one_pass = verify(trial)
+    monkeypatch.setattr(audit_verify, "_RUN_SIZE", 7)
+    monkeypatch.setattr(audit_verify, "_PARALLEL_FROM", 20)
+    checked_in_runs = []
+    real = audit_verify._check_run
+    monkeypatch.setattr(audit_verify, "_check_run",
+                        lambda *a: checked_in_runs.append(1) or real(*a))
+    two = verify(trial)
+    assert two.problems == one_pass.problems
+    assert (two.events, two.rows) == (one_pass.events, one_pass.rows)
+    assert 0 < len(checked_in_runs) < two.events // 7  # this process took only some runs
+
+
+def test_runs_the_second_process_did_not_check_are_checked_here(trial, monkeypatch):
+    if trial.database.backend != "sqlite":
+        pytest.skip("PostgreSQL is checked in one process")
+    tamper(trial)
+    one_pass = verify(trial)
+    monkeypatch.setattr(audit_verify, "_RUN_SIZE", 7)
+    monkeypatch.setattr(audit_verify, "_PARALLEL_FROM", 20)
+
+    def dies_after_claiming(path, bounds, shared, claimed, sender):
+        for _ in range(3):
+            audit_verify._claim(claimed, shared)
+
+    monkeypatch.setattr(audit_verify, "_chain_worker", dies_after_claiming)
+    assert verify(trial).problems == one_pass.problems
