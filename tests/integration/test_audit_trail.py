@@ -150,3 +150,29 @@ def test_a_signature_in_the_login_transaction_still_needs_the_right_password(tra
         users.deactivate_user(session, admin, "qa.lee", "left the site")
         with pytest.raises(PermissionDenied, match="deactivated"):
             auth.reauthenticate(session, qa, PASSWORD, "released")
+
+
+def test_a_loaded_row_is_recorded_as_changed_without_a_flush_first(database, make_user):
+    """record_row flushes only when a row's state needs it (a new row's id, a relationship
+    reaching its foreign key): a vial taken out of its box through the relationship, and
+    one changed column by column, are both recorded with their new state."""
+    from trialkit import Trial
+
+    from lotrack.services import vials
+
+    trial = Trial.build(database, make_user)
+    number = trial.lot()
+    first, second = trial.serials(number)[:2]
+    with db.unit_of_work(database.engine) as session:
+        actor = auth.authenticate(session, "pharm.chen", PASSWORD)
+        moved, marked = vials.get_vial(session, first), vials.get_vial(session, second)
+        assert moved.location_id is not None
+        before = moved.audit_state()
+        moved.location, moved.position = None, None  # the foreign key follows at a flush
+        event = audit.record_row(session, actor, moved, "moved", before, "test")
+        before = marked.audit_state()
+        marked.on_hold = True
+        held = audit.record_row(session, actor, marked, "held", before, "test")
+        session.commit()
+    assert '"location_id":null' in event.after and '"on_hold":true' in held.after
+    assert problems(database) == []
