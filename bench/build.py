@@ -14,6 +14,7 @@ import csv
 import random
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -26,6 +27,7 @@ from sqlalchemy.orm import Session
 
 from lotrack import db
 from lotrack.models import Lot, Product, User, Vial
+from lotrack.models.base import simulated_time
 from lotrack.schemas.lots import (
     LotIn,
     ProductIn,
@@ -100,10 +102,12 @@ class Bench:
         self.rng = random.Random(2026)
         self.now = datetime.now(UTC)
 
-    def act(self, usernames: str | tuple[str, ...], action: Callable[..., T]) -> T:
-        """One transaction, each named user authenticated once, as a session would."""
+    def act(self, usernames: str | tuple[str, ...], action: Callable[..., T],
+            at: datetime | None = None) -> T:
+        """One transaction, each named user authenticated once, as a session would; at the
+        simulated time `at` when given (lots are released before the doses given from them)."""
         names = (usernames,) if isinstance(usernames, str) else usernames
-        with db.unit_of_work(self.engine) as session:
+        with simulated_time(at) if at else nullcontext(), db.unit_of_work(self.engine) as session:
             actors = [auth.authenticate(session, name, PASSWORD) for name in names]
             result = action(session, *actors)
             session.commit()
@@ -145,11 +149,12 @@ class Bench:
         received = self.now - timedelta(days=(self.now.date() - made).days - 10)
         for batch in chunks(specs, max(1, self.scale.batch // 5)):
             self.act("qa.a", lambda s, qa, b=batch: [self._register(s, qa, n, p, v, made)
-                                                      for n, p, v in b])
+                                                      for n, p, v in b], received)
             self.act("qa.b", lambda s, qa, b=batch: [lots.transition(
-                s, qa, n, "released", "bench QC complete", PASSWORD, UTC_TZ) for n, _, _ in b])
+                s, qa, n, "released", "bench QC complete", PASSWORD, UTC_TZ) for n, _, _ in b],
+                received)
             self.act("pharm.a", lambda s, ph, b=batch: [self._receive(s, ph, n, v, received)
-                                                         for n, _, v in b])
+                                                         for n, _, v in b], received)
 
     def _register(self, session: Session, qa: User, number: str, product: str, vials: int,
                   made: date) -> None:

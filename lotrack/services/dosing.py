@@ -143,6 +143,9 @@ def _vials_for_dose(session: Session, serials: tuple[str, ...], count: int,
         vial = get_vial(session, serial, lock=True)
         lot: Lot = vial.lot
         problems = lot_rules.dispensing_problems(lot, vial, at, site_tz, *(reference or ()))
+        if lot.status == "released":
+            then = lot_rules.released_then_problem(session, lot, at, site_tz)
+            problems += [then] if then else []
         failing = qc.failing_attributes(session, lot)
         if failing:
             problems.append(f"lot {lot.lot_number} has a QC result out of specification "

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from lotrack import audit
 from lotrack.errors import InvalidInput, NotFound, PermissionDenied, RuleViolation
-from lotrack.models import Lot, Product, Specification, User, Vial
+from lotrack.models import Lot, Product, Signature, Specification, User, Vial
 from lotrack.models.base import utcnow
 from lotrack.schemas.lots import LotIn
 from lotrack.schemas.times import end_of_day
@@ -37,6 +37,9 @@ TRANSITIONS: dict[tuple[str, str], str] = {
     **{(s, "destroyed"): "QA destruction" for s in
        ("quarantine", "released", "rejected", "on_hold", "recalled")},
 }
+# The status a signed transition leads to, by the meaning it is signed with: the lot's
+# status at any past time is read back from these signatures.
+STATUS_SIGNED = {meaning: to for (_, to), meaning in TRANSITIONS.items()}
 USABLE_VIAL = "in_stock"
 # Vials at hand at a storage location: what a recall quarantines and a destruction counts.
 AT_HAND = ("in_stock", "quarantined", "unconfirmed")
@@ -56,6 +59,38 @@ def get_lot(session: Session, lot_number: str, product_code: str | None = None,
     if len(found) > 1:
         raise InvalidInput(f"lot number {lot_number} exists for several products: give --product")
     return found[0]
+
+
+def status_at(session: Session, lot: Lot, at: datetime) -> str:
+    """The lot's status at `at`, from its signed transitions (quarantine from registration
+    until the first): a dispensing entered later with its real time is judged by the
+    status the lot had then, not the one it has now."""
+    if at < lot.registered_at:
+        return "not yet registered"
+    meaning = session.execute(
+        select(Signature.meaning)
+        .where(Signature.entity == "lot", Signature.entity_id == lot.audit_key,
+               Signature.meaning.in_(STATUS_SIGNED), Signature.signed_at <= at)
+        .order_by(Signature.signed_at.desc(), Signature.id.desc()).limit(1)).scalar()
+    return STATUS_SIGNED[meaning] if meaning else "quarantine"
+
+
+def changed_after(session: Session, at: datetime) -> set[str]:
+    """The lots (audit keys) with a signed transition after `at`: only theirs, and those of
+    lots registered after it, can have had another status at `at` than they have now."""
+    return set(session.execute(select(Signature.entity_id).where(
+        Signature.entity == "lot", Signature.meaning.in_(STATUS_SIGNED),
+        Signature.signed_at > at)).scalars())
+
+
+def released_then_problem(session: Session, lot: Lot, at: datetime,
+                          site_tz: ZoneInfo) -> str | None:
+    """Why a lot released now could not be used at the past time `at` (None: it could)."""
+    then = status_at(session, lot, at)
+    if then == "released":
+        return None
+    return (f"lot {lot.lot_number} was {then.replace('_', ' ')} at "
+            f"{at.astimezone(site_tz):%Y-%m-%d %H:%M} {site_tz.key}, the time given")
 
 
 def expires_at(lot: Lot, site_tz: ZoneInfo) -> datetime:
@@ -242,6 +277,9 @@ def dispensing_problems(lot: Lot, vial: Vial, at: datetime, site_tz: ZoneInfo,
         problems.append("the vial is on hold after a temperature excursion")
     if vial.received_at is None and vial.status == USABLE_VIAL:
         problems.append("the vial was never received into storage at the site")
+    elif vial.received_at is not None and at < vial.received_at:
+        problems.append(f"the vial was received at the site only at "
+                        f"{vial.received_at.astimezone(site_tz):%Y-%m-%d %H:%M} {site_tz.key}")
     return problems
 
 

@@ -49,10 +49,16 @@ def dispensable_stock(session: Session, at: datetime, site_tz: ZoneInfo,
         stmt = stmt.where(or_(StorageLocation.path == site,
                               StorageLocation.path.like(f"{site}/%")))
     rows = session.execute(stmt).all()
+    # Released now, but also at `at` (a dispensing entered later with its real time).
+    changed = lots.changed_after(session, at)
+    not_then = {lot.id for lot in {row[1] for row in rows}
+                if (lot.audit_key in changed or lot.registered_at > at)
+                and lots.status_at(session, lot, at) != "released"}
     chosen = [StockVial(vial.serial, product.code, lot.lot_number, lots.expiry_text(lot, site_tz),
                         path, vial.position)
               for vial, lot, product, path in rows
-              if not lots.dispensing_problems(lot, vial, at, site_tz, reference, reference_text)
+              if lot.id not in not_then
+              and not lots.dispensing_problems(lot, vial, at, site_tz, reference, reference_text)
               and lots.expires_at(lot, site_tz) >= at + timedelta(hours=product.post_thaw_hours)]
     # Lots with an expiry time sort by it within their day; a plain date is the day's end.
     return sorted(chosen, key=lambda v: (v.product, v.expiry, v.lot))

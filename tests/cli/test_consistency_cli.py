@@ -5,6 +5,7 @@ import csv
 import json
 
 import pytest
+from freezegun import freeze_time
 from pypdf import PdfReader
 from test_label_cli import enrol_and_operate
 from test_trial_cli import RESULTS, set_up_site
@@ -21,6 +22,11 @@ QA = {"user": "qa.lee"}
 
 
 def add_lot(lotrack, tmp_path, number: str, day: int, size: float, release: bool = True) -> None:
+    with freeze_time("2026-02-01 12:00:00"):  # released before the tests' doses
+        _add_lot(lotrack, tmp_path, number, day, size, release)
+
+
+def _add_lot(lotrack, tmp_path, number: str, day: int, size: float, release: bool) -> None:
     lotrack.ok("lot", "register", number, "--product", "IPSEXO", "--manufactured",
                f"2026-01-{day:02d}", "--expiry", "2026-12-31", "--vials", "2", **QA)
     results = tmp_path / f"{number}.csv"

@@ -8,6 +8,7 @@ from pathlib import Path
 import pypdfium2 as pdfium
 import pytest
 import zxingcpp
+from freezegun import freeze_time
 from pypdf import PdfReader
 from test_trial_cli import ANSWERS, RESULTS, set_up_site
 
@@ -20,8 +21,14 @@ QA, PHARM, PHARM2 = {"user": "qa.lee"}, {"user": "pharm.chen"}, {"user": "pharm.
 
 
 def set_up_supply(lotrack, tmp_path: Path, vials: int = 4) -> list[str]:
-    """The site of test_trial_cli, plus a depot holding lot EXO-02 ready to ship."""
+    """The site of test_trial_cli, plus a depot holding lot EXO-02 ready to ship (released
+    on 2026-02-01, before the tests' doses)."""
     set_up_site(lotrack, tmp_path)
+    with freeze_time("2026-02-01 12:00:00"):
+        return _set_up_depot(lotrack, tmp_path, vials)
+
+
+def _set_up_depot(lotrack, tmp_path: Path, vials: int) -> list[str]:
     lotrack.ok("user", "add", "pharm.wang2", "--name", "Fang Wang", "--role", "pharmacist",
                "--password-stdin", input="correct-horse-42\n")
     lotrack.ok("storage", "add", DEPOT_BOX, "--capacity", "81", **PHARM)

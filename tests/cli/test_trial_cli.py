@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import pytest
+from freezegun import freeze_time
 from pypdf import PdfReader
 
 from lotrack.schemas.lots import shipped_spec_path
@@ -34,6 +35,13 @@ osmolality,295,mOsm/kg,,2026-01-20,J. Wu
 
 
 def set_up_site(lotrack, tmp_path: Path) -> None:
+    """Users, product, lot EXO-01 released and received, protocol active: all on
+    2026-02-01, before the tests' surgeries (a dose comes only from a lot released then)."""
+    with freeze_time("2026-02-01 12:00:00"):
+        _set_up_site(lotrack, tmp_path)
+
+
+def _set_up_site(lotrack, tmp_path: Path) -> None:
     for username, role in (("qa.lee", "qa"), ("pharm.chen", "pharmacist"),
                            ("pharm.wang", "pharmacist"), ("inv.liu", "investigator"),
                            ("monitor.sun", "monitor")):

@@ -5,11 +5,12 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+from freezegun import freeze_time
 from trialkit import PASSWORD, T0, Trial
 
 from lotrack import audit, db
 from lotrack.errors import InvalidInput, NotFound, PermissionDenied, RuleViolation
-from lotrack.services import dosing
+from lotrack.services import dosing, lots, stock, storage
 from lotrack.services.schedule import participant_schedule
 
 UTC_TZ = ZoneInfo("UTC")
@@ -102,6 +103,51 @@ def test_a_vial_of_a_lot_that_is_not_usable_is_refused(trial, lot_state):
     with db.unit_of_work(trial.database.engine) as session:
         assert trial.vial_status(session, serial) != "dispensed"
         assert trial.dose_count(session) == 0
+
+
+def test_a_dose_entered_later_is_judged_by_the_lot_and_vial_as_they_were_at_its_time(trial):
+    """A dispensing recorded after the event carries its real time: the lot must have been
+    released, and the vial received, by then; what they are now does not count."""
+    trial.enroll_and_operate("S-030", "LOW", T0)
+    given = T0 + timedelta(hours=24)
+    late = trial.lot(at=given + timedelta(hours=1))  # registered, released an hour after
+    serial = trial.serials(late)[0]
+    with pytest.raises(RuleViolation, match=f"lot {late} was not yet registered at "
+                       r"2026-05-05 09:00 UTC, the time given"):
+        trial.dispense("S-030", [serial], given)
+    unreleased = trial.lot(release=False)  # registered and received before, released after
+    with freeze_time(given + timedelta(hours=1)):
+        trial.transition(unreleased, "released")
+    with pytest.raises(RuleViolation, match=f"lot {unreleased} was quarantine at 2026-05-05"):
+        trial.dispense("S-030", [trial.serials(unreleased)[0]], given)
+    held = trial.lot()  # released before; on hold at the time; released again since
+    with freeze_time(given - timedelta(hours=2)):
+        trial.transition(held, "on_hold")
+    with freeze_time(given + timedelta(hours=2)):
+        trial.transition(held, "released")
+    with pytest.raises(RuleViolation, match=f"lot {held} was on hold at 2026-05-05 09:00"):
+        trial.dispense("S-030", [trial.serials(held)[0]], given)
+    with db.unit_of_work(trial.database.engine) as session:
+        assert trial.dose_count(session) == 0
+        proposed = {v.serial for v in stock.dispensable_stock(session, given, UTC_TZ)}
+    assert proposed.isdisjoint(trial.serials(late) + trial.serials(unreleased)
+                               + trial.serials(held))
+    # Released at the time (the hold came and went before it): dispensed.
+    assert trial.dispense("S-030", [trial.serials(held)[1]], given + timedelta(hours=3)).in_window
+
+
+def test_a_vial_received_after_the_dispensing_time_is_refused(trial):
+    trial.enroll_and_operate("S-031", "LOW", T0)
+    given = T0 + timedelta(hours=24)
+    number = trial.lot(receive=False)
+    with freeze_time(given + timedelta(hours=1)):
+        trial.act("pharm.chen", lambda s, a: storage.receive_lot(
+            s, a, lots.get_lot(s, number), ["SITE/FRZ-A/R1/BOX-1"], given + timedelta(hours=1)))
+    serial = trial.serials(number)[0]
+    with pytest.raises(RuleViolation, match="the vial was received at the site only at "
+                       "2026-05-05 10:00 UTC"):
+        trial.dispense("S-031", [serial], given)
+    assert trial.dispense("S-031", [serial], given + timedelta(hours=2)).in_window
 
 
 def test_a_lot_expiring_before_the_use_by_time_is_refused(trial):

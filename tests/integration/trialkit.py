@@ -44,6 +44,8 @@ from lotrack.services.eligibility import Candidate
 PASSWORD = "correct-horse-42"
 T0 = datetime(2026, 5, 4, 9, 0, tzinfo=UTC)  # a Monday; surgeries in the tests start here
 UTC_TZ = ZoneInfo("UTC")
+# When Trial.lot registers, receives and releases a lot: before every dose the tests give.
+LOT_SETUP = datetime(2026, 2, 1, 9, 0, tzinfo=UTC)
 PROTOCOL = load_protocol_file(default_protocol_path())
 ANSWERS = ({q.code: True for q in PROTOCOL.eligibility.inclusions}
            | {q.code: False for q in PROTOCOL.eligibility.exclusions})
@@ -106,7 +108,14 @@ class Trial:
 
     def lot(self, product: str = "IPSEXO", vials: int = 6, release: bool = True,
             expiry: date = date(2026, 12, 31), overrides: dict[str, str] | None = None,
-            receive: bool = True) -> str:
+            receive: bool = True, at: datetime = LOT_SETUP) -> str:
+        """A lot registered, tested, received and (unless told) released at `at`: before the
+        tests' surgeries, since a dose is only dispensed from a lot released at its time."""
+        with freeze_time(at):
+            return self._lot(product, vials, release, expiry, overrides, receive, at)
+
+    def _lot(self, product: str, vials: int, release: bool, expiry: date,
+             overrides: dict[str, str] | None, receive: bool, at: datetime) -> str:
         number = f"L{next(self.lot_seq):03d}"
         self.act("qa.lee", lambda s, a: lots.register_lot(s, a, LotIn(
             lot_number=number, product=product, manufactured_on=date(2026, 1, 10),
@@ -116,7 +125,7 @@ class Trial:
             s, a, lots.get_lot(s, number), qc_rows(product, overrides)))
         if receive:
             self.act("pharm.chen", lambda s, a: storage.receive_lot(
-                s, a, lots.get_lot(s, number), ["SITE/FRZ-A/R1/BOX-1"], T0 - timedelta(days=7)))
+                s, a, lots.get_lot(s, number), ["SITE/FRZ-A/R1/BOX-1"], at))
         if release:
             self.transition(number, "released")
         return number
@@ -143,8 +152,7 @@ class Trial:
             return self.serials(self.lot(release=False))[0]
         if state == "expired":
             # Released the day before surgery, expiring at the end of the day of surgery.
-            with freeze_time(T0 - timedelta(days=1)):
-                number = self.lot(expiry=T0.date())
+            number = self.lot(expiry=T0.date(), at=T0 - timedelta(days=1))
             return self.serials(number)[0]
         number = self.lot()
         if state == "on_hold":
@@ -154,8 +162,8 @@ class Trial:
         return self.serials(number)[0]
 
     def vial_expiring_on(self, day: date) -> str:
-        with freeze_time(datetime.combine(day, datetime.min.time(), UTC)):
-            return self.serials(self.lot(expiry=day))[0]
+        return self.serials(self.lot(expiry=day, at=datetime.combine(day, datetime.min.time(),
+                                                                      UTC)))[0]
 
     # --- participants and dosing -------------------------------------------
 
