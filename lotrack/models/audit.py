@@ -1,7 +1,5 @@
 """The append-only audit trail, its chain head, and electronic signatures."""
 
-from __future__ import annotations
-
 from datetime import datetime
 
 from sqlalchemy import ForeignKey, Index, Integer, String, Text

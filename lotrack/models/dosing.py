@@ -1,7 +1,5 @@
 """Dispensed doses (one perfusion of one cycle) and the vials each used."""
 
-from __future__ import annotations
-
 from datetime import datetime
 
 from sqlalchemy import CheckConstraint, Float, ForeignKey, Integer, String, Text, UniqueConstraint
@@ -65,7 +63,7 @@ class Dose(Base):
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     closed_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True)
 
-    vials: Mapped[list[DoseVial]] = relationship(back_populates="dose", lazy="selectin",
+    vials: Mapped[list["DoseVial"]] = relationship(back_populates="dose", lazy="selectin",
                                                  order_by="DoseVial.vial_id")
 
     @property

@@ -1,7 +1,5 @@
 """Label prints: every label printed, by whom and when, and whether it was a reprint."""
 
-from __future__ import annotations
-
 from datetime import datetime
 
 from sqlalchemy import CheckConstraint, ForeignKey, Integer, String, Text, UniqueConstraint

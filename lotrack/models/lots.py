@@ -1,7 +1,5 @@
 """Products, QC specifications, lots, QC results, vials, storage locations and excursions."""
 
-from __future__ import annotations
-
 from datetime import date, datetime, time
 
 from sqlalchemy import (

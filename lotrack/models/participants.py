@@ -1,7 +1,5 @@
 """Protocol versions, participants, surgeries, follow-up hysteroscopies and treatment cycles."""
 
-from __future__ import annotations
-
 from datetime import date, datetime
 
 from sqlalchemy import CheckConstraint, Date, ForeignKey, Integer, String, Text, UniqueConstraint
@@ -73,7 +71,7 @@ class Participant(Base):
     withdrawal_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
 
     protocol_version: Mapped[ProtocolVersion] = relationship()
-    cycles: Mapped[list[TreatmentCycle]] = relationship(
+    cycles: Mapped[list["TreatmentCycle"]] = relationship(
         back_populates="participant", order_by="TreatmentCycle.number")
 
     # `audit verify` reads participants from their columns, not as objects (audit.RowReader);

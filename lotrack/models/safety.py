@@ -1,7 +1,5 @@
 """Adverse events graded by CTCAE v5.0, linked to lots through the doses a participant received."""
 
-from __future__ import annotations
-
 from datetime import date, datetime
 
 from sqlalchemy import Boolean, CheckConstraint, Date, ForeignKey, Integer, String, Text

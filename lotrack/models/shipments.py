@@ -1,7 +1,5 @@
 """Shipments of vials from a depot to a trial site, and the vials each carries."""
 
-from __future__ import annotations
-
 from datetime import datetime
 
 from sqlalchemy import CheckConstraint, Float, ForeignKey, String, Text
@@ -60,7 +58,7 @@ class Shipment(Base):
     closed_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True)
     closed_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
 
-    vials: Mapped[list[ShipmentVial]] = relationship(back_populates="shipment", lazy="selectin",
+    vials: Mapped[list["ShipmentVial"]] = relationship(back_populates="shipment", lazy="selectin",
                                                      order_by="ShipmentVial.vial_id")
 
     @property

@@ -1,7 +1,5 @@
 """Users, their roles and login sessions."""
 
-from __future__ import annotations
-
 import hashlib
 from datetime import datetime
 
@@ -27,7 +25,7 @@ class User(Base):
     failed_logins: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
-    roles: Mapped[list[UserRole]] = relationship(
+    roles: Mapped[list["UserRole"]] = relationship(
         back_populates="user", cascade="all, delete-orphan", lazy="selectin",
         order_by="UserRole.role",
     )
