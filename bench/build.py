@@ -76,6 +76,9 @@ class Scale:
 SCALES = {
     "small": Scale(lots=8, vials_per_lot=100, participants=60, cycles=1,
                    aes_per_participant=1.5, qc_import_rows=2_000),
+    # Enough events (over 200,000) for the two-process `audit verify`, built in minutes.
+    "medium": Scale(lots=100, vials_per_lot=500, participants=2_000, cycles=2,
+                    aes_per_participant=1.5, qc_import_rows=20_000),
     "sponsor": Scale(lots=1_000, vials_per_lot=500, participants=20_000, cycles=2,
                      aes_per_participant=1.5, qc_import_rows=100_000),
 }

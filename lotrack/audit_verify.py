@@ -7,8 +7,8 @@ named. It reads every event of the trail, so it works on driver rows, not ORM ob
 
 Memory stays flat: the last state of each record is read back from the trail one model at
 a time, in key order where the rows can be read in the same order, and the two streams
-are merged. On SQLite a long trail is checked in two processes: a second one checks runs
-of events while this one checks the rows (see _verify_in_two_processes).
+are merged. A long trail is checked in two processes: a second one checks runs of events
+while this one checks the rows (see _verify_in_two_processes), both reading one state.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ import sqlite3
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import partial
 from itertools import chain
 from math import isfinite
 from operator import call
@@ -42,7 +44,8 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
-from sqlalchemy.engine import Dialect
+from sqlalchemy.engine import Connection, Dialect, Engine
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from lotrack.audit import (
@@ -60,30 +63,36 @@ from lotrack.models.base import UTCDateTime
 
 
 @contextmanager
-def _driver_cursor(session: Session, stmt: Select) -> Iterator[Any]:
-    """An executed DBAPI cursor for `stmt` in the session's transaction, streaming its rows."""
+def _driver_cursor(session: Session, stmt: Select) -> Iterator[Iterable[Any]]:
+    """The rows of `stmt` in the session's transaction, streamed from a DBAPI cursor."""
     connection = session.connection()
     dialect = connection.dialect
     driver = connection.connection.driver_connection
     assert driver is not None
-    if dialect.name == "postgresql":
-        # A named (server-side) cursor: psycopg would otherwise fetch the whole result.
-        cursor = driver.cursor(name=f"lotrack_verify_{id(stmt)}")
-        cursor.itersize = _BATCH
-    else:
-        cursor = driver.cursor()
     compiled = stmt.compile(dialect=dialect)
     params: Any = compiled.params
     if compiled.positional:
         params = tuple(params[name] for name in compiled.positiontup or ())
+    if dialect.name != "postgresql":
+        cursor = driver.cursor()
+        try:
+            yield cursor.execute(str(compiled), params)
+        finally:
+            cursor.close()
+        return
+    # A named (server-side) cursor: psycopg would otherwise fetch the whole result. Its
+    # rows come in binary (less to write out and to parse: the same Python values) and
+    # are handed out from each fetched list, not by a Python __next__ call per row.
+    cursor = driver.cursor(name=f"lotrack_verify_{id(stmt)}")
     try:
-        cursor.execute(str(compiled), params)
-        yield cursor
+        cursor.execute(str(compiled), params, binary=True)
+        yield chain.from_iterable(iter(partial(cursor.fetchmany, _PG_FETCH), []))
     finally:
         cursor.close()
 
 
 _BATCH = 5000
+_PG_FETCH = 10_000  # rows per round trip of a server-side cursor
 _SQLITE = SQLiteDialect_pysqlite()
 # A model whose rows cannot be read in key order keeps one after-state per record while
 # it is checked, as a 16-byte digest rather than its text.
@@ -95,17 +104,28 @@ def _digest(text: str) -> bytes:
 
 
 def verify_trail(session: Session) -> VerifyReport:
-    report = VerifyReport()
     session.flush()  # as the ORM queries did: pending changes are part of what is verified
+    stored_seq, _ = head(session)
+    if stored_seq < _PARALLEL_FROM or "fork" not in multiprocessing.get_all_start_methods():
+        return _verify(session, None)
+    if session.get_bind().dialect.name == "postgresql" and _reads_latest_commits(session):
+        with _snapshot_view(session.get_bind().engine) as (view, snapshot):
+            return _verify(view, snapshot)
+    return _verify(session, _parallel_file(session))
+
+
+def _verify(session: Session, second: str | _Snapshot | None) -> VerifyReport:
+    """Verify what `session` reads; with `second`, the chain in two processes, the other
+    reading the same state from that SQLite file or PostgreSQL snapshot."""
+    report = VerifyReport()
     stored_seq, stored_hash = head(session)
-    path = _parallel_file(session, stored_seq)
-    if path is None:
+    if second is None:
         with _events(session) as events:
             run = _check_run(events, _occurred_reader(session.get_bind().dialect))
         expected_seq, prev = _link([run], report)
         rows_problems = _verify_rows(session, report)
     else:
-        runs, rows_problems = _verify_in_two_processes(session, path, stored_seq, report)
+        runs, rows_problems = _verify_in_two_processes(session, second, stored_seq, report)
         expected_seq, prev = _link(runs, report)
     if (stored_seq, stored_hash) != (expected_seq - 1, prev):
         report.problems.append(
@@ -225,17 +245,14 @@ _PARALLEL_FROM = 4 * _RUN_SIZE  # a smaller trail is checked faster than a proce
 _MAX_RUNS = 1000
 
 
-def _parallel_file(session: Session, head_seq: int) -> str | None:
+def _parallel_file(session: Session) -> str | None:
     """The SQLite file a second process can read the same trail from, or None.
 
     The second process reads what is committed; that is what this session reads when it
     has not written to the trail itself, and lotrack's transactions on SQLite hold the
     write lock from their start (db.make_engine), so nothing commits in between.
-    PostgreSQL is checked in one process.
     """
-    if head_seq < _PARALLEL_FROM or "fork" not in multiprocessing.get_all_start_methods():
-        return None
-    url = session.get_bind().url
+    url = session.get_bind().engine.url
     if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
         return None
     if session.info.get("audit_head") is not None:  # audit.record ran in this transaction
@@ -243,7 +260,51 @@ def _parallel_file(session: Session, head_seq: int) -> str | None:
     return url.database
 
 
-def _verify_in_two_processes(session: Session, path: str, head_seq: int,
+@dataclass(frozen=True)
+class _Snapshot:
+    """A PostgreSQL snapshot exported by this process, for the second one to import."""
+
+    engine: Engine
+    id: str
+
+
+# What pg_export_snapshot() returns ("00000003-0000001B-1"): checked before it is
+# written into SET TRANSACTION SNAPSHOT, which takes no parameters.
+_SNAPSHOT_ID = re.compile(r"[0-9A-Fa-f]+(-[0-9A-Fa-f]+)+")
+
+
+def _reads_latest_commits(session: Session) -> bool:
+    """Whether a snapshot taken now shows all this session sees: its transaction reads
+    what is committed at each statement (READ COMMITTED) and has written nothing."""
+    return bool(session.connection().exec_driver_sql(
+        "SELECT txid_current_if_assigned() IS NULL"
+        " AND current_setting('transaction_isolation') = 'read committed'").scalar())
+
+
+@contextmanager
+def _snapshot_view(engine: Engine) -> Iterator[tuple[Session, _Snapshot]]:
+    """A session reading one snapshot, on a connection of its own (read-only, REPEATABLE
+    READ), and that snapshot exported: it lasts while this transaction is open, so the
+    second process must have imported it before this ends (the process is joined first)."""
+    with engine.connect() as connection:
+        _begin_snapshot(connection)
+        exported = connection.exec_driver_sql("SELECT pg_export_snapshot()").scalar_one()
+        with Session(bind=connection) as view:
+            yield view, _Snapshot(engine, exported)
+
+
+def _begin_snapshot(connection: Connection, snapshot: str | None = None) -> None:
+    """Begin a read-only REPEATABLE READ transaction, in `snapshot` if given."""
+    connection.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+    if snapshot is not None:
+        if not _SNAPSHOT_ID.fullmatch(snapshot):
+            raise ValueError(f"not a snapshot id: {snapshot!r}")
+        connection.exec_driver_sql(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
+    # Compiling the last-state queries to machine code costs more than it saves.
+    connection.exec_driver_sql("SET LOCAL jit = off")
+
+
+def _verify_in_two_processes(session: Session, second: str | _Snapshot, head_seq: int,
                              report: VerifyReport) -> tuple[list[_Run], list[str]]:
     size = max(_RUN_SIZE, -(-head_seq // _MAX_RUNS))
     # Run i holds the events with seq in (bounds[i], bounds[i + 1]]; the last run is open
@@ -254,8 +315,8 @@ def _verify_in_two_processes(session: Session, path: str, head_seq: int,
     context = multiprocessing.get_context("fork")
     claimed = context.Value("i", 0)
     receiver, sender = context.Pipe(duplex=False)
-    worker = context.Process(target=_chain_worker, args=(path, bounds, shared, claimed, sender),
-                             daemon=True)
+    worker = context.Process(target=_chain_worker,
+                             args=(second, bounds, shared, claimed, sender), daemon=True)
     worker.start()
     sender.close()
     occurred_iso = _occurred_reader(session.get_bind().dialect)
@@ -297,9 +358,21 @@ def _received(receiver: Any) -> Iterator[tuple[int, _Run]]:
             return
 
 
-def _chain_worker(path: str, bounds: list[int | None], shared: int, claimed: Any,
-                  sender: Any) -> None:
-    """The second process: check runs until none is left, each sent back as it is done."""
+def _chain_worker(second: str | _Snapshot, bounds: list[int | None], shared: int,
+                  claimed: Any, sender: Any) -> None:
+    """The second process: check runs until none is left, each sent back as it is done.
+    A run it could not check (a locked file, a lost connection) is checked by the parent."""
+    try:
+        if isinstance(second, _Snapshot):
+            _snapshot_runs(second, bounds, shared, claimed, sender)
+        else:
+            _sqlite_runs(second, bounds, shared, claimed, sender)
+    finally:
+        sender.close()
+
+
+def _sqlite_runs(path: str, bounds: list[int | None], shared: int, claimed: Any,
+                 sender: Any) -> None:
     # Its own connection, read-only; the parent's connections are left untouched.
     connection = sqlite3.connect(f"file:{quote(path)}?mode=ro", uri=True, isolation_level=None,
                                  timeout=1)
@@ -312,10 +385,28 @@ def _chain_worker(path: str, bounds: list[int | None], shared: int, claimed: Any
             run = _check_run(connection.execute(str(stmt), params), occurred_iso)
             sender.send((index, run))
     except sqlite3.Error:
-        pass  # the file could not be read here (locked): the parent checks these runs itself
+        pass
     finally:
         connection.close()
-        sender.close()
+
+
+def _snapshot_runs(snapshot: _Snapshot, bounds: list[int | None], shared: int, claimed: Any,
+                   sender: Any) -> None:
+    engine = snapshot.engine
+    # The pool came with the fork: its connections are the parent's, in use there. A new
+    # pool for this process, the inherited connections left open (SQLAlchemy's advice).
+    engine.dispose(close=False)
+    try:
+        with engine.connect() as connection:
+            _begin_snapshot(connection, snapshot.id)
+            with Session(bind=connection) as view:
+                occurred_iso = _occurred_reader(connection.dialect)
+                while (index := _claim(claimed, shared)) is not None:
+                    sender.send((index, _checked_run(view, bounds, index, occurred_iso)))
+    except (SQLAlchemyError, engine.dialect.loaded_dbapi.Error):
+        pass
+    finally:
+        engine.dispose()  # this process's own connection, closed before it exits
 
 
 class _Unordered(Exception):
@@ -449,6 +540,8 @@ def _last_states_stmt(name: str, by_length: bool | None, dialect: Dialect) -> Se
     The last event of each record is found in the (entity, entity_id) index alone; only
     that event is read from the table.
     """
+    if dialect.name == "postgresql":
+        return _pg_last_states_stmt(name, by_length, dialect)
     events = AuditEvent.__table__.c
     last = (select(events.entity_id, func.max(events.seq).label("seq"))
             .where(events.entity == name).group_by(events.entity_id))
@@ -463,6 +556,18 @@ def _last_states_stmt(name: str, by_length: bool | None, dialect: Dialect) -> Se
     if by_length is not None and not sqlite:
         stmt = stmt.order_by(*_key_ordering(groups.c.entity_id, by_length, dialect))
     return stmt
+
+
+def _pg_last_states_stmt(name: str, by_length: bool | None, dialect: Dialect) -> Select:
+    """The same on PostgreSQL: the record's events in one sort, the last of each kept
+    (DISTINCT ON), which costs it half of grouping and then reading each last event."""
+    from sqlalchemy.dialects.postgresql import distinct_on
+
+    events = AuditEvent.__table__.c
+    key = ([events.entity_id] if by_length is None
+           else _key_ordering(events.entity_id, by_length, dialect))
+    return (select(events.entity_id, events.after).where(events.entity == name)
+            .ext(distinct_on(*key)).order_by(*key, events.seq.desc()))
 
 
 def _key_ordering(key: ColumnElement[Any], by_length: bool,
@@ -641,11 +746,12 @@ def _or_null(write: Callable[[Any], str]) -> Callable[[Any], str]:
 
 
 def _quoted_or_null(read: Callable[[Any], str | None]) -> Callable[[Any], str]:
-    # Rows written together (a lot's vials) share one time: the last SQLite text is kept.
+    # Rows written together (a lot's vials) share one time: the last value read is kept,
+    # SQLite's text or PostgreSQL's timestamp (an equal instant is written the same in UTC).
     last: list[object] = [None, "null"]
 
     def write(value: object) -> str:
-        if value.__class__ is str and value == last[0]:
+        if (value.__class__ is str or value.__class__ is datetime) and value == last[0]:
             return last[1]  # type: ignore[return-value]
         text = read(value)
         written = "null" if text is None else f'"{text}"'  # ISO 8601: nothing to escape
@@ -667,6 +773,7 @@ def _float_json(value: object) -> str:
 # form is its own isoformat() (re-punctuated), so it need not be parsed.
 _SQLITE_TIMESTAMP = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}")
 _SQLITE_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_ZERO = timedelta(0)
 
 
 def _iso_reader(column: Column[Any], dialect: Dialect) -> Callable[[Any], str | None]:
@@ -678,7 +785,13 @@ def _iso_reader(column: Column[Any], dialect: Dialect) -> Callable[[Any], str | 
         return None if value is None else value.isoformat()
 
     if dialect.name != "sqlite":
-        return parsed
+        def in_utc(raw: object) -> str | None:
+            # psycopg gives the time in the connection's time zone; in UTC (offset zero),
+            # its own isoformat() is that of the ORM's value, without converting it.
+            if raw.__class__ is datetime and raw.utcoffset() == _ZERO:  # type: ignore[attr-defined]
+                return raw.isoformat()  # type: ignore[attr-defined]
+            return parsed(raw)
+        return in_utc
     stamp = _SQLITE_TIMESTAMP.fullmatch
 
     def sqlite_text(raw: object) -> str | None:

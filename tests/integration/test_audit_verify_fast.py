@@ -164,28 +164,85 @@ def test_rows_merged_in_key_order_find_what_matching_each_key_finds(trial, monke
     assert len(merged.problems) >= 12, merged.problems
 
 
-def test_the_chain_checked_in_two_processes_finds_what_one_pass_finds(trial, monkeypatch):
-    if trial.database.backend != "sqlite":
-        pytest.skip("PostgreSQL is checked in one process")
-    tamper(trial)
-    # A timestamp in another form than SQLAlchemy writes, read by the other process too.
-    raw(trial, "UPDATE audit_events SET occurred_at = '2026-01-02 03:04:05' WHERE seq = 2")
-    one_pass = verify(trial)
+def in_runs(monkeypatch) -> tuple[list[int], list[int]]:
+    """Verify in two processes from here on, in runs of 7 events. The first list grows by
+    one for each run this process checks itself, the second for each the other sends."""
     monkeypatch.setattr(audit_verify, "_RUN_SIZE", 7)
     monkeypatch.setattr(audit_verify, "_PARALLEL_FROM", 20)
-    checked_in_runs = []
+    checked_here: list[int] = []
     real = audit_verify._check_run
     monkeypatch.setattr(audit_verify, "_check_run",
-                        lambda *a: checked_in_runs.append(1) or real(*a))
+                        lambda *a: checked_here.append(1) or real(*a))
+    received: list[int] = []
+    real_received = audit_verify._received
+
+    def counted(receiver):
+        for index, run in real_received(receiver):
+            received.append(index)
+            yield index, run
+
+    monkeypatch.setattr(audit_verify, "_received", counted)
+    return checked_here, received
+
+
+def test_the_chain_checked_in_two_processes_finds_what_one_pass_finds(trial, monkeypatch):
+    tamper(trial)
+    # A timestamp in another form than SQLAlchemy writes, read by the other process too.
+    raw(trial, "UPDATE audit_events SET occurred_at = :at WHERE seq = 2",
+        at="2026-01-02 03:04:05" if trial.database.backend == "sqlite"
+        else "2026-01-02 04:04:05+01")
+    one_pass = verify(trial)
+    checked_here, received = in_runs(monkeypatch)
     two = verify(trial)
     assert two.problems == one_pass.problems
     assert (two.events, two.rows) == (one_pass.events, one_pass.rows)
-    assert 0 < len(checked_in_runs) < two.events // 7  # this process took only some runs
+    assert 0 < len(checked_here) < two.events // 7  # this process took only some runs
+    assert received  # and the other process the rest
+
+
+def test_both_processes_read_the_state_verify_started_from(trial, monkeypatch):
+    if trial.database.backend != "postgresql":
+        pytest.skip("on SQLite verify holds the write lock: nothing commits while it runs")
+    tamper(trial)
+    one_pass = verify(trial)
+    checked_here, received = in_runs(monkeypatch)
+    real = audit_verify._verify_rows
+
+    def commits_meanwhile(session, report):
+        # Another user's change lands after the snapshot was taken: events appended, a
+        # row changed (and, from here, a snapshot taken later would see an event altered).
+        with db.unit_of_work(trial.database.engine) as other:
+            admin = auth.authenticate(other, "admin", PASSWORD)
+            audit.record(other, admin, "note", "n-9", "comment", None, None)
+            other.commit()
+        raw(trial, "UPDATE vials SET on_hold = NOT on_hold WHERE id = 3")
+        raw(trial, "UPDATE audit_events SET reason = 'late edit' WHERE seq = 5")
+        return real(session, report)
+
+    monkeypatch.setattr(audit_verify, "_verify_rows", commits_meanwhile)
+    two = verify(trial)
+    assert two.problems == one_pass.problems
+    assert (two.events, two.rows) == (one_pass.events, one_pass.rows)
+    assert 0 < len(checked_here) < two.events // 7
+    assert received
+
+
+def test_a_transaction_that_wrote_is_verified_with_its_own_changes(trial, monkeypatch):
+    in_runs(monkeypatch)
+    with db.unit_of_work(trial.database.engine) as session:
+        admin = auth.authenticate(session, "admin", PASSWORD)
+        before = audit.verify(session)
+        audit.record(session, admin, "note", "n-3", "comment", None, None)
+        serial = session.execute(text("SELECT serial FROM vials WHERE id = 2")).scalar_one()
+        session.execute(text("UPDATE vials SET on_hold = NOT on_hold WHERE id = 2"))
+        after = audit.verify(session)
+    assert before.ok, before.problems
+    assert after.events == before.events + 1
+    assert after.problems == [
+        f"vial {serial} differs from its last audited state: it was changed outside lotrack"]
 
 
 def test_runs_the_second_process_did_not_check_are_checked_here(trial, monkeypatch):
-    if trial.database.backend != "sqlite":
-        pytest.skip("PostgreSQL is checked in one process")
     tamper(trial)
     one_pass = verify(trial)
     monkeypatch.setattr(audit_verify, "_RUN_SIZE", 7)
