@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 from zoneinfo import ZoneInfo
@@ -214,21 +213,21 @@ def record_prints(session: Session, actor: User, kind: str, labels: list[LabelDa
     shared = {"job": uuid.uuid4().hex, "kind": kind, "template": template.template.name,
               "output_format": output_format, "copies": copies, "reason": reason,
               "printed_at": utcnow(), "printed_by_id": actor.id}
-    # Each row's audit key and state as the model defines them, read from a plain object
-    # that is never added to the session: an ORM instance's instrumented attributes
-    # cost microseconds a label for nothing here.
-    row = SimpleNamespace(**shared)
-    state, key = LabelPrint.audit_state, LabelPrint.audit_key_from
+    # The audit state as the model defines it, read once from a plain object that is never
+    # added to the session (an ORM instance's instrumented attributes cost microseconds a
+    # label for nothing); the rows of one print differ only in the three columns set here.
+    state = LabelPrint.audit_state(SimpleNamespace(
+        **shared, subject=None, print_number=None, content=None))
+    key, entity = LabelPrint.audit_key_from, LabelPrint.__audit_entity__
     rows, entries, out = [], [], []
     for label in labels:
         number = previous.get(label.subject, 0) + 1
-        row.subject, row.print_number, row.content = label.subject, number, _content(label)
-        rows.append({**shared, "subject": row.subject, "print_number": number,
-                     "content": row.content})
-        entries.append(audit.Entry(LabelPrint.__audit_entity__, key(kind, label.subject, number),
+        varying = {"subject": label.subject, "print_number": number, "content": _content(label)}
+        rows.append(shared | varying)
+        entries.append(audit.Entry(entity, key(kind, label.subject, number),
                                    "reprint" if number > 1 else "print", None,
-                                   state(row), reason))
-        out.append(replace(label, print_number=number))
+                                   state | varying, reason))
+        out.append(LabelData(label.subject, label.fields, label.gs1, number))
     # One Core insert and one chain append for a whole sheet: a flush and an ORM event
     # per label were most of the time of a 2,000-vial print.
     bulk_insert(session, LabelPrint.__table__, rows)

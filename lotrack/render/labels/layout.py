@@ -81,18 +81,21 @@ def _applies(when: str, has_gs1: bool) -> bool:
 
 
 def _text(spec: TextSpec, data: LabelData, values: dict[str, str], floor: float,
-          placed: dict[tuple[int, str], tuple[Text, float]]) -> Text | None:
-    text = spec.text.format(**values).strip()
+          placed: dict[tuple[int, str], Text | None]) -> Text | None:
+    # format_map: format(**values) copied the label's dict of fields for every line.
+    text = spec.text.format_map(values).strip()
+    key = (id(spec), text)
+    if key in placed:  # a line seen before, and found to fit
+        return placed[key]
     if not text:
+        placed[key] = None
         return None
-    known = placed.get((id(spec), text))
-    if known is None:
-        known = placed[(id(spec), text)] = _placed(spec, text, floor)
-    item, needed = known
+    item, needed = _placed(spec, text, floor)
     if needed > spec.width_mm + 1e-6:
         # A label must never be printed with a field cut off.
         raise InvalidInput(f"label {data.subject}: {text!r} needs {needed:.1f} mm at "
                            f"{item.size:g} pt but the template gives {spec.width_mm:g} mm")
+    placed[key] = item
     return item
 
 
@@ -138,7 +141,8 @@ def _linear(spec: BarcodeSpec, data: LabelData) -> list[Text | Bars]:
 
 def _matrix(spec: BarcodeSpec, data: LabelData) -> Matrix:
     fields = data.gs1 if spec.content == "gs1" else None
-    rows = symbols.datamatrix_modules(fields, None if fields else data.subject)
+    content = gs1.hri(fields) if fields else data.subject
+    rows = symbols.datamatrix_rows(content, fields)
     side = min(spec.width_mm, spec.height_mm)
     modules = max(len(rows), len(rows[0]))
     module = side / (modules + 2)  # one module of quiet zone each side
@@ -146,7 +150,6 @@ def _matrix(spec: BarcodeSpec, data: LabelData) -> Matrix:
         raise InvalidInput(f"label {data.subject}: the DataMatrix needs {len(rows)} modules a side; "
                            f"in {side:g} mm each would be {module:.3f} mm, under the template's "
                            f"minimum {spec.min_module_mm:g} mm")
-    content = gs1.hri(fields) if fields else data.subject
     return Matrix(spec.x_mm + module, spec.y_mm + module, module, rows, content, fields)
 
 
@@ -161,18 +164,19 @@ def layouts(template: LabelTemplate, labels: Iterable[LabelData]) -> Iterator[Dr
     elements = {has_gs1: ([s for s in template.text if _applies(s.when, has_gs1)],
                           [b for b in template.barcode if _applies(b.when, has_gs1)])
                 for has_gs1 in (True, False)}
-    placed: dict[tuple[int, str], tuple[Text, float]] = {}
+    placed: dict[tuple[int, str], Text | None] = {}
+    width, height, floor = head.width_mm, head.height_mm, head.min_font_pt
     for data in labels:
         texts, barcodes = elements[data.gs1 is not None]
-        values = {**data.fields, "print_mark": data.print_mark}
-        drawing = Drawing(head.width_mm, head.height_mm, data.subject)
+        values = data.fields | {"print_mark": data.print_mark}
+        items: list[Text | Bars | Matrix] = []
         for spec in texts:
-            item = _text(spec, data, values, head.min_font_pt, placed)
+            item = _text(spec, data, values, floor, placed)
             if item is not None:
-                drawing.items.append(item)
+                items.append(item)
         for barcode in barcodes:
             if barcode.symbol == "datamatrix":
-                drawing.items.append(_matrix(barcode, data))
+                items.append(_matrix(barcode, data))
             else:
-                drawing.items.extend(_linear(barcode, data))
-        yield drawing
+                items.extend(_linear(barcode, data))
+        yield Drawing(width, height, data.subject, items)

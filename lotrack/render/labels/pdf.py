@@ -14,6 +14,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
+from re import compile as re_compile
 
 from reportlab import rl_config
 from reportlab.lib.units import mm
@@ -49,6 +50,10 @@ def _matrix(item: Matrix, height: float) -> str:
     return f"q {cm} cm {boxes} f Q"
 
 
+# Text ReportLab writes as it is: printable ASCII without the PDF string escapes \ ( ).
+_PLAIN = re_compile(r"[ -'*-\[\]-~]+").fullmatch
+
+
 @lru_cache(maxsize=65536)
 def _row_pieces(row: str) -> tuple[str, ...]:
     """A row's rectangles ("start r length 1 re ...") cut where its number r goes. Rows
@@ -66,6 +71,10 @@ class _Painter:
     def __init__(self, c: Canvas) -> None:
         self.c = c
         self._texts: dict[tuple[Text, float], str] = {}
+        # A line's operators around its text, by where and how it is set: a line that differs
+        # from another only in its text (the serial) is the same operators around another
+        # string, so ReportLab's text object is asked once per place, not once per line.
+        self._around: dict[tuple[float, float, float, bool], tuple[str, str]] = {}
         # Layout hands out one item for a line every label shares: found by identity
         # first, before hashing its fields. Each entry holds its item, so no id is reused.
         self._same: dict[tuple[int, float], tuple[Text, str]] = {}
@@ -98,9 +107,22 @@ class _Painter:
         if item.align in ("center", "right"):
             room = item.width * mm - stringWidth(item.text, font, item.size)
             x += room / 2 if item.align == "center" else room
-        text = self.c.beginText(x, (height - item.baseline) * mm)
-        text.setFont(font, item.size)  # also adds the font to the document
-        text.textLine(item.text)  # as drawString does: its T* ends a line for text extraction
+        y = (height - item.baseline) * mm
+        if not _PLAIN(item.text):
+            return self._reportlab_code(font, item.size, x, y, item.text)
+        place = (x, y, item.size, item.bold)
+        around = self._around.get(place)
+        if around is None:
+            # "BT ... Tm /F1 5 Tf 6 TL (" + text + ") Tj T* ET", cut where the text goes.
+            code = self._reportlab_code(font, item.size, x, y, "X")
+            cut = code.rindex("(X)")
+            around = self._around[place] = (code[:cut + 1], code[cut + 2:])
+        return around[0] + item.text + around[1]
+
+    def _reportlab_code(self, font: str, size: float, x: float, y: float, line: str) -> str:
+        text = self.c.beginText(x, y)
+        text.setFont(font, size)  # also adds the font to the document
+        text.textLine(line)  # as drawString does: its T* ends a line for text extraction
         return text.getCode()
 
 

@@ -55,11 +55,18 @@ def _check_field(ai: str, value: str) -> None:
 def datamatrix_modules(fields: list[tuple[str, str]] | None, text: str | None) -> tuple[str, ...]:
     """Rows of '1'/'0' modules of a (GS1) DataMatrix, no quiet zone."""
     if fields is not None:
-        for ai, value in fields:
-            _check_field(ai, value)
-        return _matrix(gs1.hri(fields), True)
+        return datamatrix_rows(gs1.hri(fields), fields)
     assert text is not None
     return _matrix(text, False)
+
+
+def datamatrix_rows(content: str, fields: list[tuple[str, str]] | None) -> tuple[str, ...]:
+    """As datamatrix_modules, for a caller that has the content already: the GS1
+    element string's HRI form `gs1.hri(fields)` when `fields` is given, else the text."""
+    if fields is not None:
+        for ai, value in fields:
+            _check_field(ai, value)
+    return _matrix(content, fields is not None)
 
 
 def runs(modules: str) -> list[tuple[int, int]]:
