@@ -220,6 +220,12 @@ def record_results(session: Session, actor: User, lot: Lot, rows: list[QcRowIn],
     return record_many_lots(session, actor, [LotResults(lot, rows, where)], reason)[0]
 
 
+def _first_few(names: list[str], shown: int = 5) -> str:
+    """A list for one line of error: a whole file sent twice names thousands of lots."""
+    more = len(names) - shown
+    return ", ".join(names[:shown]) + (f" and {more:,} more" if more > 0 else "")
+
+
 def record_many_lots(session: Session, actor: User, batches: list[LotResults],
                      reason: str | None = None) -> list[list[dict[str, object]]]:
     """`record_results` for many lots in one pass: the rules per lot are the same, the
@@ -233,11 +239,12 @@ def record_many_lots(session: Session, actor: User, batches: list[LotResults],
     corrected = [lot_current[r.attribute] for b, lot_current in zip(batches, of_batch, strict=True)
                  for r in b.rows if r.attribute in lot_current]
     if corrected and not (reason and reason.strip()):
-        names = ", ".join(sorted(r.attribute for r in corrected))
+        names = sorted({r.attribute for r in corrected})
         lot_names = sorted({b.lot.lot_number for b, lot_current in zip(batches, of_batch, strict=True)
                             if any(r.attribute in lot_current for r in b.rows)})
-        where = f" (lot {', '.join(lot_names)})" if len(batches) > 1 else ""
-        raise InvalidInput(f"{names} already has a result{where}: a correction needs --reason")
+        where = f" (lot {_first_few(lot_names)})" if len(batches) > 1 else ""
+        raise InvalidInput(f"{_first_few(names)} already {'has' if len(names) == 1 else 'have'} "
+                           f"a result{where}: a correction needs --reason")
     now = utcnow()
     if corrected:
         _supersede(session, actor, corrected, reason or "")

@@ -5,9 +5,10 @@ from datetime import UTC, date, datetime, timedelta
 from itertools import product
 
 import pytest
+from freezegun import freeze_time
 from pypdf import PdfReader
 from sqlalchemy import select, text
-from trialkit import PASSWORD, UTC_TZ, Trial, qc_rows
+from trialkit import LOT_SETUP, PASSWORD, UTC_TZ, Trial, qc_rows
 
 from lotrack import audit, db
 from lotrack.errors import InvalidInput, NotFound, PermissionDenied, RuleViolation
@@ -77,6 +78,7 @@ def test_release_is_refused_naming_each_missing_or_failing_attribute(trial):
     assert lot_status(trial, number) == "quarantine"
 
 
+@freeze_time(LOT_SETUP)  # in date whatever the day the tests run
 def test_release_needs_every_required_result(trial):
     number = f"L{next(trial.lot_seq):03d}"
     trial.act("qa.lee", lambda s, a: lots.register_lot(s, a, LotIn(
@@ -101,8 +103,6 @@ def test_only_qa_releases_and_a_wrong_password_signs_nothing(trial):
 
 
 def test_an_expired_lot_cannot_be_released_and_reads_expired(trial):
-    from freezegun import freeze_time
-
     with freeze_time(datetime(2026, 2, 1, tzinfo=UTC)):
         number = trial.lot(release=False, expiry=date(2026, 3, 1), receive=False)
     with pytest.raises(RuleViolation, match="expired on 2026-03-01"):
@@ -287,7 +287,6 @@ def test_the_certificate_of_analysis_states_every_result_and_the_release_signatu
 
 
 def test_an_excursion_holds_the_vials_that_were_there_then_not_those_there_now(trial):
-    from freezegun import freeze_time
 
     trial.act("pharm.chen", lambda s, a: storage.add_location(s, a, "SITE/FRZ-B/R1/BOX-2", 10))
     moved_in, moved_out, stayed = trial.serials(trial.lot(vials=3))  # all in FRZ-A at first

@@ -100,6 +100,21 @@ def test_a_lot_number_two_products_share_needs_the_product_column(trial):
     assert [(r["lot"], r["product"]) for r in summary] == [("S1", "PLACEBO")]
 
 
+def test_a_whole_file_sent_twice_is_refused_in_one_short_line(trial):
+    numbers = [f"R{n}" for n in range(1, 8)]
+    for number in numbers:
+        register(trial, number)
+    whole = HEADER + "".join(file_rows(number) for number in numbers)
+    run(trial, whole)
+    attributes = sorted({r.attribute for r in qc_rows("IPSEXO")})
+    with pytest.raises(InvalidInput) as refused:
+        run(trial, whole)
+    message = str(refused.value)
+    assert message == (f"{', '.join(attributes[:5])} and {len(attributes) - 5} more already "
+                       "have a result (lot R1, R2, R3, R4, R5 and 2 more): a correction needs "
+                       "--reason")
+
+
 def test_only_qa_imports_and_a_correction_needs_a_reason(trial, make_user):
     register(trial, "Q1")
     with pytest.raises(PermissionDenied):
