@@ -1,6 +1,6 @@
 """lotrack benchmarks: figures against targets, each the median of several runs.
 
-    python bench/run.py [--scale small|sponsor] [--db URL] [--runs 5] [--work DIR]
+    python bench/run.py [--scale small|medium|sponsor] [--db URL] [--runs 5] [--work DIR]
 
 Builds a synthetic trial through the service layer (bench/build.py) in a fresh database
 (a SQLite file in the work directory unless --db names an empty database), then measures
@@ -78,7 +78,7 @@ class Figures(list):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scale", choices=["small", "sponsor"], default="small")
+    parser.add_argument("--scale", choices=["small", "medium", "sponsor"], default="small")
     parser.add_argument("--db", help="an empty database URL (default: a SQLite file in --work)")
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--work", type=Path, help="work directory; reuses the data set an "
@@ -188,10 +188,26 @@ def measure_traces(figures: Figures, engine, built, runs: int) -> None:
         ]
         for name, target, key, trace, floor, same in cases:
             assert same(trace(key), floor(session, key)), f"{name}: floor and trace disagree"
-            # Alternate trace and floor so that both see the same cache and machine state.
-            t = median_time(lambda t=trace, k=key: t(k), runs)
-            f = median_time(lambda f=floor, k=key: f(session, k), runs)
+            t, f = paired_medians(lambda t=trace, k=key: t(k),
+                                  lambda f=floor, k=key: f(session, k), max(runs, TRACE_PAIRS))
             figures.add(name, t * 1000, "ms", target, floor=f * 1000, ratio_target=2)
+
+
+# A trace takes milliseconds: a few runs would measure the machine's moods, not the trace.
+TRACE_PAIRS = 200
+
+
+def paired_medians(first: Callable[[], object], second: Callable[[], object],
+                   pairs: int) -> tuple[float, float]:
+    """Median times of two actions run alternately, so that both see the same cache and
+    machine state (another process taking the CPU hits both alike)."""
+    times: tuple[list[float], list[float]] = ([], [])
+    for _ in range(pairs):
+        for action, out in ((first, times[0]), (second, times[1])):
+            start = time.perf_counter()
+            action()
+            out.append(time.perf_counter() - start)
+    return statistics.median(times[0]), statistics.median(times[1])
 
 
 def measure_labels(figures: Figures, engine, env: dict[str, str], built, runs: int,
