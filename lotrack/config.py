@@ -32,8 +32,12 @@ def parse_timezone(name: str) -> ZoneInfo:
 class Settings:
     db_url: str = DEFAULT_DB_URL
     # The site time zone is used only to display times and to read times typed
-    # without an offset; everything is stored in UTC.
+    # without an offset; everything is stored in UTC. This is the workstation's own
+    # (--tz, LOTRACK_TZ, else UTC): the zone recorded in the database prevails, and
+    # `site_tz_from` names where a configured one came from (None: the default), so a
+    # disagreement with the database is refused (cli/context.App.site_tz).
     site_tz: ZoneInfo = field(default_factory=lambda: ZoneInfo("UTC"))
+    site_tz_from: str | None = None
     idle_minutes: int = DEFAULT_IDLE_MINUTES
     state_dir: Path = field(default_factory=_state_dir)
     # What the site's scanners send for the GS1 separator when not ASCII 29 (for
@@ -42,9 +46,16 @@ class Settings:
     label_watermark: str | None = None
 
     @classmethod
-    def from_env(cls, db_url: str | None = None, site_tz: str | None = None) -> Settings:
+    def from_env(cls, db_url: str | None = None, site_tz: str | None = None,
+                 site_tz_from: str = "--tz") -> Settings:
         url = db_url or os.environ.get("LOTRACK_DB") or DEFAULT_DB_URL
-        tz = parse_timezone(site_tz or os.environ.get("LOTRACK_TZ") or "UTC")
+        if site_tz:
+            tz_from: str | None = site_tz_from
+        elif os.environ.get("LOTRACK_TZ"):
+            site_tz, tz_from = os.environ["LOTRACK_TZ"], "LOTRACK_TZ"
+        else:
+            tz_from = None
+        tz = parse_timezone(site_tz or "UTC")
         idle_text = os.environ.get("LOTRACK_IDLE_MINUTES", str(DEFAULT_IDLE_MINUTES))
         try:
             idle = int(idle_text)
@@ -52,6 +63,6 @@ class Settings:
             raise InvalidInput(f"LOTRACK_IDLE_MINUTES must be a whole number, not {idle_text!r}") from exc
         if idle < 1:
             raise InvalidInput("LOTRACK_IDLE_MINUTES must be at least 1")
-        return cls(db_url=url, site_tz=tz, idle_minutes=idle, state_dir=_state_dir(),
-                   gs_substitute=os.environ.get("LOTRACK_GS_SUBSTITUTE") or None,
+        return cls(db_url=url, site_tz=tz, site_tz_from=tz_from, idle_minutes=idle,
+                   state_dir=_state_dir(), gs_substitute=os.environ.get("LOTRACK_GS_SUBSTITUTE") or None,
                    label_watermark=os.environ.get("LOTRACK_LABEL_WATERMARK") or None)

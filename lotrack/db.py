@@ -229,13 +229,17 @@ def downgrade(engine: Engine, revision: str) -> None:
         raise DatabaseError(_connect_message(engine, exc)) from exc
 
 
-def check_schema_current(engine: Engine) -> None:
-    """Refuse to work on a database that is not at this code's head revision.
+def check_schema_current(engine: Engine,
+                         then: Callable[[Connection], T] | None = None) -> T | None:
+    """Refuse to work on a database that is not at this code's head revision; then, on the
+    same connection, run `then` (what every command reads first: the site time zone).
 
     Reads the version table directly (not through Alembic) so that ordinary
     commands never import Alembic.
     """
     from sqlalchemy import text
+
+    from lotrack.migrations_head import HEAD
 
     try:
         with engine.connect() as conn:
@@ -244,19 +248,18 @@ def check_schema_current(engine: Engine) -> None:
                     f"the database at {display_url(engine)} is not initialised: run `lotrack init`"
                 )
             revisions = {row[0] for row in conn.execute(text("SELECT version_num FROM alembic_version"))}
+            if revisions != {HEAD}:
+                found = ", ".join(sorted(revisions)) or "none"
+                raise DatabaseError(
+                    f"the database at {display_url(engine)} is at revision {found} but this "
+                    f"lotrack expects {HEAD}: run `lotrack db upgrade` (or use a newer lotrack)"
+                )
+            return then(conn) if then is not None else None
     except OperationalError as exc:
         error = DatabaseBusy if is_transient(exc) else DatabaseError
         raise error(_connect_message(engine, exc)) from exc
     except SQLAlchemyError as exc:
         raise DatabaseError(_connect_message(engine, exc)) from exc
-    from lotrack.migrations_head import HEAD
-
-    if revisions != {HEAD}:
-        found = ", ".join(sorted(revisions)) or "none"
-        raise DatabaseError(
-            f"the database at {display_url(engine)} is at revision {found} but this lotrack "
-            f"expects {HEAD}: run `lotrack db upgrade` (or use a newer lotrack)"
-        )
 
 
 # --- bulk writes ------------------------------------------------------------

@@ -33,10 +33,10 @@ def log(app: App, entity: str | None, entity_id: str | None, since: str | None, 
 
     if entity_id and not entity:
         raise InvalidInput("--id needs --entity")
-    since_at = parse_datetime(since, app.settings.site_tz, "--since") if since else None
+    since_at = parse_datetime(since, app.site_tz, "--since") if since else None
     events = app.read(lambda s, actor: audit_trail.events(s, actor, entity, entity_id, since_at,
                                                           limit))
-    tz = app.settings.site_tz
+    tz = app.site_tz
     rows = [{**e, "at": site_time(e["at"], tz)} for e in events] if not as_json else events
     emit(events, as_json, lambda: table(
         rows, ["seq", "at", "user", "entity", "id", "action", "reason", "changes"]))

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
+from zoneinfo import ZoneInfo
 
 import click
 
@@ -34,6 +35,7 @@ class App:
     settings: Settings
     _engine: Engine | None = field(default=None, repr=False)
     _checked: bool = False
+    _recorded_tz: str | None = None  # the database's site time zone, read with the schema check
 
     def engine(self, check_schema: bool = True) -> Engine:
         from lotrack.db import check_schema_current, make_engine
@@ -44,9 +46,42 @@ class App:
             freeze_loaded()
             self._engine = make_engine(self.settings.db_url)
         if check_schema and not self._checked:
-            check_schema_current(self._engine)
+            from lotrack.services.site_settings import recorded_zone_name
+
+            self._recorded_tz = check_schema_current(self._engine, recorded_zone_name)
             self._checked = True
         return self._engine
+
+    @property
+    def site_tz(self) -> ZoneInfo:
+        """The site time zone: the database's when it records one (read with the first use of
+        the database), else the workstation's --tz / LOTRACK_TZ, else UTC. A workstation
+        configured with another zone than the database's is refused rather than followed:
+        it would read typed times, expiry days and post-operative days differently."""
+        conflict = self.zone_conflict()
+        if conflict:
+            raise InvalidInput(conflict)
+        if self._recorded_tz is None:
+            return self.settings.site_tz
+        from lotrack.config import parse_timezone
+
+        return parse_timezone(self._recorded_tz)
+
+    @property
+    def recorded_tz(self) -> str | None:
+        """The site time zone recorded in the database, or None (none recorded yet)."""
+        self.engine()
+        return self._recorded_tz
+
+    def zone_conflict(self) -> str | None:
+        """Why the workstation's configured zone cannot be used with this database, or None."""
+        recorded, given = self.recorded_tz, self.settings.site_tz_from
+        if recorded is None or given is None or self.settings.site_tz.key == recorded:
+            return None
+        how = "unset it" if given == "LOTRACK_TZ" else "leave --tz out"
+        return (f"this database's site time zone is {recorded}; {given} says "
+                f"{self.settings.site_tz.key}: {how} or make it {recorded} (an administrator "
+                "changes the database's with `lotrack settings set-tz`)")
 
     def close(self) -> None:
         """Close the database connections (SQLite checkpoints its write-ahead log)."""

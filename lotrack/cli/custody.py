@@ -30,7 +30,7 @@ def custody_report(app: App, serial: str | None, lot_number: str | None, subject
     from lotrack.services import custody, documents
     from lotrack.services.report_check import summary_of
 
-    tz = app.settings.site_tz
+    tz = app.site_tz
     content, prov = app.read(lambda s, actor: (
         custody.custody(s, actor, serial=serial, lot_number=lot_number, subject=subject, tz=tz),
         documents.provenance(s, actor)))

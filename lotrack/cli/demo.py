@@ -23,7 +23,6 @@ def demo(out_dir: Path) -> None:
     from lotrack.demo import DEMO_PASSWORD, SITE_TZ, build_demo
 
     db_path = build_demo(out_dir, click.echo)
-    click.echo(f"Demo database: {db_path}")
+    click.echo(f"Demo database: {db_path} (site time zone {SITE_TZ.key}, recorded in it)")
     click.echo(f"Explore it: export LOTRACK_DB=sqlite:///{db_path.resolve()} "
-               f"LOTRACK_TZ={SITE_TZ.key} LOTRACK_USER=monitor.sun "
-               f"LOTRACK_PASSWORD={DEMO_PASSWORD}")
+               f"LOTRACK_USER=monitor.sun LOTRACK_PASSWORD={DEMO_PASSWORD}")

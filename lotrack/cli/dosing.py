@@ -65,7 +65,7 @@ def dispense(app: App, subject: str, serials: tuple[str, ...], scans: tuple[str,
     from lotrack.schemas.times import parse_datetime
     from lotrack.services import dosing
 
-    at = parse_datetime(at_text, app.settings.site_tz, "--at") if at_text else utcnow()
+    at = parse_datetime(at_text, app.site_tz, "--at") if at_text else utcnow()
     if not serials and not scans:
         _propose(app, subject, at, site, as_json)
         return
@@ -76,7 +76,7 @@ def dispense(app: App, subject: str, serials: tuple[str, ...], scans: tuple[str,
     password = read_password(password_stdin, "Your password (signature: dispensed)")
     verifier_password = read_password(password_stdin, f"Password of {verifier} (verification)",
                                       env="LOTRACK_VERIFIER_PASSWORD")
-    tz = app.settings.site_tz
+    tz = app.site_tz
 
     def action(session: Session, actor: User) -> tuple[object, Staged | None]:
         dose = dosing.dispense_perfusion(session, actor, request, password, verifier_password, tz)
@@ -94,7 +94,7 @@ def _propose(app: App, subject: str, at: object, site: str | None, as_json: bool
     from lotrack.services import dosing
 
     data = app.read(lambda s, actor: dosing.propose_vials(s, actor, subject, at, site,
-                                                          app.settings.site_tz))
+                                                          app.site_tz))
 
     def text() -> str:
         lines = [f"Next due for {data['subject']}: cycle {data['cycle']} perfusion "
@@ -117,7 +117,7 @@ def _stage_dose_label(app: App, session: Session, actor: User, dose_code: str,
     from lotrack.services import labels
 
     template = labels.load_template(None, "dose")
-    data = labels.dose_labels(session, [dose_code], app.settings.site_tz)
+    data = labels.dose_labels(session, [dose_code], app.site_tz)
     printed = labels.record_prints(session, actor, "dose", data, template, "pdf", 1, None)
     out = label_path or Path("dose-labels") / f"{dose_code}.pdf"
     return stage_labels(out, "pdf", [layout(template, printed[0])], 1, template, None,
@@ -127,7 +127,7 @@ def _stage_dose_label(app: App, session: Session, actor: User, dose_code: str,
 def _echo_dose(app: App, dose: object) -> None:
     from lotrack.render.tables import site_time
 
-    tz = app.settings.site_tz
+    tz = app.site_tz
     d = dose
     window = "in window" if d.in_window else f"OUTSIDE window ({d.deviation})"  # type: ignore[attr-defined]
     click.echo(
@@ -149,7 +149,7 @@ def administer(app: App, dose_code: str, at_text: str | None, volume_ml: float |
     from lotrack.schemas.times import parse_datetime
     from lotrack.services import dosing
 
-    at = parse_datetime(at_text, app.settings.site_tz, "--at") if at_text else utcnow()
+    at = parse_datetime(at_text, app.site_tz, "--at") if at_text else utcnow()
     dose = app.run(lambda s, actor: dosing.administer(s, actor, dose_code, at, volume_ml))
     click.echo(f"Dose {dose.dose_code} administered.")
 

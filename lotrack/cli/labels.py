@@ -126,7 +126,7 @@ def dose(app: App, dose_codes: Sequence[str], **options: Any) -> None:
     """
     from lotrack.services import labels as service
 
-    tz = app.settings.site_tz
+    tz = app.site_tz
     _print(app, "dose", lambda s: service.dose_labels(s, dose_codes, tz), **options)
 
 
@@ -180,7 +180,7 @@ def scan(app: App, text: str, substitute: str | None, as_json: bool) -> None:
     from lotrack.errors import RuleViolation
     from lotrack.services import scanning
 
-    tz = app.settings.site_tz
+    tz = app.site_tz
     gs = substitute or app.settings.gs_substitute
     report = app.read(lambda s, actor: scanning.identify(s, text, gs, tz))
     data = {"symbology": report.symbology, "kind": report.kind, "subject": report.subject,

@@ -308,7 +308,7 @@ def _transition_command(name: str, to: str, help_text: str, example: str) -> cli
 
         password = read_password(password_stdin, "Password (signature)")
         changed = app.run(lambda s, actor: lots.transition(
-            s, actor, lot_number, to, reason, password, app.settings.site_tz, product_code))
+            s, actor, lot_number, to, reason, password, app.site_tz, product_code))
         click.echo(f"Lot {changed.lot_number} is {changed.status}.")
 
     return command
@@ -355,7 +355,7 @@ def lot_recall(app: App, lot_number: str, reason: str | None, dry_run: bool, pas
         raise InvalidInput("give --reason for the recall (or --dry-run to see its impact)")
     password = read_password(password_stdin, "Password (signature)")
     changed = app.run(lambda s, actor: lots.transition(
-        s, actor, lot_number, "recalled", reason, password, app.settings.site_tz, product_code))
+        s, actor, lot_number, "recalled", reason, password, app.site_tz, product_code))
     click.echo(f"Lot {changed.lot_number} is recalled.")
     click.echo(_impact_text(impact, done=True))
 
@@ -398,7 +398,7 @@ def lot_destroy(app: App, lot_number: str, reason: str, quantity: int, witness: 
     witness_password = read_password(password_stdin, f"Password of {witness} (witness)",
                                      env="LOTRACK_WITNESS_PASSWORD")
     changed = app.run(lambda s, actor: lots.transition(
-        s, actor, lot_number, "destroyed", reason, password, app.settings.site_tz, product_code,
+        s, actor, lot_number, "destroyed", reason, password, app.site_tz, product_code,
         witness=(witness, witness_password), quantity=quantity))
     click.echo(f"Lot {changed.lot_number} destroyed ({quantity} vials).")
 
@@ -420,7 +420,7 @@ def lot_receive(app: App, lot_number: str, box_paths: tuple[str, ...], time_text
     from lotrack.schemas.times import parse_datetime
     from lotrack.services import lots, storage
 
-    at = parse_datetime(time_text, app.settings.site_tz, "--time") if time_text else utcnow()
+    at = parse_datetime(time_text, app.site_tz, "--time") if time_text else utcnow()
     count = app.run(lambda s, actor: storage.receive_lot(
         s, actor, lots.get_lot(s, lot_number, product_code), list(box_paths), at))
     click.echo(f"Received {count} vial(s) of lot {lot_number}.")
@@ -460,7 +460,7 @@ def lot_show(app: App, lot_number: str, product_code: str | None, as_json: bool)
     from lotrack.services.lot_views import lot_detail
 
     data = app.read(lambda s, actor: lot_detail(s, actor, lot_number, product_code,
-                                                app.settings.site_tz))
+                                                app.site_tz))
 
     def text() -> str:
         head = {k: v for k, v in data.items() if k not in ("results", "signatures", "vials")}
@@ -487,7 +487,7 @@ def lot_list(app: App, status: str | None, product_code: str | None, as_json: bo
     from lotrack.services.lot_views import lot_rows
 
     rows = app.read(lambda s, actor: lot_rows(s, actor, status, product_code,
-                                              app.settings.site_tz))
+                                              app.site_tz))
     emit(rows, as_json, lambda: table(rows))
 
 

@@ -41,6 +41,7 @@ COMMANDS = {
     "ae": "lotrack.cli.safety:ae",
     "export": "lotrack.cli.safety:export",
     "shipment": "lotrack.cli.shipments:shipment",
+    "settings": "lotrack.cli.settings:settings",
 }
 
 SHORT_HELP = {
@@ -71,6 +72,7 @@ SHORT_HELP = {
     "ae": "Adverse events (CTCAE v5.0): record, correct, list, show.",
     "export": "Data exports: CDISC SDTM EX, AE and DA.",
     "shipment": "Shipments to the site: dispatch, receipt, confirmation by scan, manifest.",
+    "settings": "Site settings kept in the database: the site time zone.",
 }
 
 
@@ -115,19 +117,23 @@ def _click_error(message: str, exit_code: int) -> click.ClickException:
 @click.option("--db", "db_url", metavar="URL", envvar="LOTRACK_DB",
               help="SQLAlchemy database URL [env LOTRACK_DB; default sqlite:///lotrack.db].")
 @click.option("--tz", "site_tz", metavar="ZONE", envvar="LOTRACK_TZ",
-              help="Site time zone for display and for times typed without an offset "
-                   "[env LOTRACK_TZ; default UTC].")
+              help="Site time zone for a database that has none recorded; must agree with "
+                   "the database's otherwise [env LOTRACK_TZ; default UTC].")
 @click.pass_context
 def cli(ctx: click.Context, db_url: str | None, site_tz: str | None) -> None:
     """lotrack: lot and dosing traceability for a GMP cell-derived biologic in a clinical trial.
 
     Example: lotrack demo --out ./lotrack-demo
     """
+    from click.core import ParameterSource
+
     from lotrack.cli.context import App
     from lotrack.config import Settings
 
+    given_by = ("LOTRACK_TZ" if ctx.get_parameter_source("site_tz") is ParameterSource.ENVIRONMENT
+                else "--tz")
     try:
-        ctx.obj = App(Settings.from_env(db_url, site_tz))
+        ctx.obj = App(Settings.from_env(db_url, site_tz, given_by))
     except LotrackError as exc:
         raise click.ClickException(str(exc)) from None
     ctx.call_on_close(ctx.obj.close)

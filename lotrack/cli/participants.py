@@ -87,7 +87,7 @@ def show(app: App, subject: str, as_json: bool) -> None:
     from lotrack.services.participant_views import participant_detail
 
     data = app.read(lambda s, actor: participant_detail(s, actor, subject))
-    tz = app.settings.site_tz
+    tz = app.site_tz
 
     def text() -> str:
         status = str(data["status"])
@@ -134,7 +134,7 @@ def schedule(app: App, subject: str, as_json: bool) -> None:
     from lotrack.services.schedule import participant_schedule
 
     rows = app.read(lambda s, actor: participant_schedule(s, actor, subject))
-    tz = app.settings.site_tz
+    tz = app.site_tz
 
     def text() -> str:
         shown = [{"cycle": r["cycle"], "perfusion": r["perfusion"],
@@ -181,9 +181,9 @@ def record_surgery(app: App, subject: str, at_text: str, iua_score: int | None) 
     from lotrack.schemas.times import parse_datetime
     from lotrack.services import participants
 
-    at = parse_datetime(at_text, app.settings.site_tz, "--at")
+    at = parse_datetime(at_text, app.site_tz, "--at")
     cycle = app.run(lambda s, actor: participants.record_surgery(
-        s, actor, subject, at, iua_score, app.settings.site_tz))
+        s, actor, subject, at, iua_score, app.site_tz))
     click.echo(f"Surgery recorded for {subject}; cycle {cycle.number} opened.")
 
 
@@ -206,7 +206,7 @@ def record_hysteroscopy(app: App, subject: str, at_text: str, recurrence: str) -
     from lotrack.schemas.times import parse_datetime
     from lotrack.services import participants
 
-    at = parse_datetime(at_text, app.settings.site_tz, "--at")
+    at = parse_datetime(at_text, app.site_tz, "--at")
     app.run(lambda s, actor: participants.record_hysteroscopy(
         s, actor, subject, at, recurrence == "yes"))
     click.echo(f"Hysteroscopy recorded for {subject}: recurrence {recurrence}.")

@@ -60,7 +60,7 @@ def list_(app: App, as_json: bool) -> None:
     from lotrack.render.tables import site_time, table
     from lotrack.services import protocols
 
-    tz = app.settings.site_tz
+    tz = app.site_tz
     rows = app.read(lambda s, actor: [
         {"code": v.code, "version": v.version, "status": v.status, "file": v.source_name,
          "loaded": site_time(v.loaded_at, tz), "activated": site_time(v.activated_at, tz),

@@ -31,7 +31,7 @@ def coa(app: App, lot_number: str, out_path: Path, product_code: str | None) -> 
     from lotrack.render.pdf.coa import write_coa
     from lotrack.services import documents
 
-    tz = app.settings.site_tz
+    tz = app.site_tz
     content, prov = app.read(lambda s, actor: (
         documents.certificate_of_analysis(s, actor, lot_number, product_code, tz),
         documents.provenance(s, actor)))
@@ -59,7 +59,7 @@ def accountability(app: App, lot_number: str | None, product_code: str | None,
     suffix = out_path.suffix.lower()
     if suffix not in (".pdf", ".csv"):
         raise InvalidInput("--out must end in .pdf or .csv")
-    tz = app.settings.site_tz
+    tz = app.site_tz
     content, prov = app.read(lambda s, actor: (
         service.accountability(s, actor, lot_number, product_code),
         documents.provenance(s, actor)))
@@ -100,7 +100,7 @@ def safety(app: App, out_path: Path | None, as_json: bool) -> None:
     suffix = out_path.suffix.lower() if out_path else ""
     if out_path and suffix not in (".pdf", ".csv"):
         raise InvalidInput("--out must end in .pdf or .csv")
-    tz = app.settings.site_tz
+    tz = app.site_tz
     content, prov = app.read(lambda s, actor: (lot_safety_summary(s, actor, tz),
                                                documents.provenance(s, actor)))
     if suffix == ".csv":
@@ -166,7 +166,7 @@ def consistency(ctx: click.Context, product_code: str, attributes: tuple[str, ..
     baseline_n = service.parse_baseline(baseline)
     # Only a number typed on the command line is held to; the site's default falls back.
     explicit = ctx.get_parameter_source("baseline") == click.core.ParameterSource.COMMANDLINE
-    tz = app.settings.site_tz
+    tz = app.site_tz
     content, prov = app.read(lambda s, actor: (
         service.consistency_report(s, actor, product_code, attributes=attributes,
                                    since=since_day, baseline=baseline_n,

@@ -65,7 +65,7 @@ def record(app: App, subject: str, term: str, grade: int, onset: str, serious: b
     data_in = parse(AdverseEventIn, {k: v for k, v in data.items() if v is not None},
                     what="adverse event")
     event = app.run(lambda s, actor: adverse_events.record_adverse_event(
-        s, actor, subject, data_in, app.settings.site_tz))
+        s, actor, subject, data_in, app.site_tz))
     click.echo(f"Recorded {_ae_line(event)}.")
     if relatedness is None:
         click.echo("Relatedness not given: recorded as possible until assessed "
@@ -109,7 +109,7 @@ def update(app: App, code: str, reason: str, term: str | None, grade: int | None
         given["resolved"] = None if resolved.strip().lower() == "none" else resolved
     change = parse(AdverseEventChange, given, what="adverse event correction")
     event = app.run(lambda s, actor: adverse_events.update_adverse_event(
-        s, actor, code, change, app.settings.site_tz))
+        s, actor, code, change, app.site_tz))
     click.echo(f"Corrected {_ae_line(event)}.")
 
 
@@ -131,7 +131,7 @@ def list_(app: App, subject: str | None, lot_number: str | None, grade_min: int 
     from lotrack.services import adverse_events
 
     rows = app.read(lambda s, actor: adverse_events.list_adverse_events(
-        s, actor, app.settings.site_tz, subject, lot_number, grade_min))
+        s, actor, app.site_tz, subject, lot_number, grade_min))
     emit(rows, as_json, lambda: table(
         [{**r, "term": r["term"] + (" (to code)" if r["needs_coding"] else "")} for r in rows],
         ["ae", "subject", "onset", "term", "ctcae_term", "grade", "serious", "relatedness",
@@ -152,7 +152,7 @@ def show(app: App, code: str, as_json: bool) -> None:
     from lotrack.render.tables import site_time, table
     from lotrack.services import adverse_events
 
-    tz = app.settings.site_tz
+    tz = app.site_tz
     data = app.read(lambda s, actor: adverse_events.adverse_event_detail(s, actor, code, tz))
 
     def text() -> str:
@@ -196,7 +196,7 @@ def sdtm(app: App, out_dir: Path) -> None:
     from lotrack.render.sdtm import write_datasets
     from lotrack.services import sdtm as service
 
-    tz = app.settings.site_tz
+    tz = app.site_tz
     datasets = app.read(lambda s, actor: service.sdtm_datasets(s, actor, tz))
     written = write_datasets(out_dir, datasets)
     counts = ", ".join(f"{d.name} {len(d.rows)}" for d in datasets)

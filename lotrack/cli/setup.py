@@ -18,13 +18,14 @@ from lotrack.cli.context import App, emit, output_options, pass_app, read_passwo
 def init(app: App, admin_username: str | None, admin_name: str | None, password_stdin: bool) -> None:
     """Create or upgrade the database to the latest schema and create the first administrator.
 
-    On a database that already has users, only upgrades it. The password comes from
-    --password-stdin, LOTRACK_PASSWORD, or a prompt.
+    A new database records the site time zone given by --tz or LOTRACK_TZ (else UTC);
+    every workstation then works in it. On a database that already has users, only
+    upgrades it. The password comes from --password-stdin, LOTRACK_PASSWORD, or a prompt.
 
-    Example: LOTRACK_PASSWORD=... lotrack init --admin alice --name "Alice Admin"
+    Example: LOTRACK_PASSWORD=... lotrack --tz Asia/Shanghai init --admin alice --name "Alice Admin"
     """
     from lotrack import db
-    from lotrack.services import users
+    from lotrack.services import site_settings, users
 
     engine = app.engine(check_schema=False)
     db.upgrade(engine)
@@ -33,15 +34,31 @@ def init(app: App, admin_username: str | None, admin_name: str | None, password_
     if initialised:
         click.echo(f"Database at {db.display_url(engine)} is at revision "
                    f"{db.current_revision(engine)}; it already has users.")
+        click.echo(_zone_note(app))
         return
     # Ask before opening the transaction: a prompt must not hold the write lock.
     username = admin_username or click.prompt("Administrator username")
     name = admin_name or click.prompt("Administrator full name")
     password = read_password(password_stdin, "Administrator password", confirm=True)
+    zone = app.settings.site_tz
     with app.session() as session:
         admin = users.create_first_admin(session, username, name, password)
+        site_settings.set_site_time_zone(session, admin, zone.key, None)
         session.commit()
-    click.echo(f"Initialised {db.display_url(engine)}; administrator {admin.username} created.")
+    click.echo(f"Initialised {db.display_url(engine)}; administrator {admin.username} created; "
+               f"site time zone {zone.key}.")
+
+
+def _zone_note(app: App) -> str:
+    conflict = app.zone_conflict()
+    if conflict:
+        return f"Warning: {conflict}."
+    recorded = app.recorded_tz
+    if recorded:
+        return f"Site time zone: {recorded} (recorded in the database)."
+    return (f"Site time zone: none recorded in the database; this workstation uses "
+            f"{app.settings.site_tz.key}. An administrator records it with "
+            "`lotrack settings set-tz ZONE`.")
 
 
 @click.group()

@@ -25,7 +25,7 @@ def _at(app: App, text: str | None, what: str):
     from lotrack.models.base import utcnow
     from lotrack.schemas.times import parse_datetime
 
-    return parse_datetime(text, app.settings.site_tz, what) if text else utcnow()
+    return parse_datetime(text, app.site_tz, what) if text else utcnow()
 
 
 def _signed(app: App, password_stdin: bool, meaning: str, step: Callable[[Any, Any, str], T]) -> T:
@@ -82,7 +82,7 @@ def create(app: App, origin: str, site: str, lot_numbers: tuple[str, ...],
              for i, lot in enumerate(lot_numbers)]
     at = _at(app, time_text, "--time")
     created = app.run(lambda s, actor: shipments.create_shipment(
-        s, actor, origin, site, picks, [x.strip() for x in serials], app.settings.site_tz, at))
+        s, actor, origin, site, picks, [x.strip() for x in serials], app.site_tz, at))
     _announce(created, f"prepared: {_vials(created)} from {origin} to {site}")
 
 
@@ -110,7 +110,7 @@ def dispatch(app: App, code: str, courier: str | None, tracking_number: str | No
     done = _signed(app, password_stdin, "shipment issued",
                    lambda s, actor, password: shipments.dispatch_shipment(
                        s, actor, code, courier, tracking_number, monitor_id, at, password,
-                       app.settings.site_tz))
+                       app.site_tz))
     _announce(done, f"dispatched: {_vials(done)} in transit")
     if done.monitor_id is None:
         _warn("no temperature monitor: the shipment will arrive quarantined.")
@@ -139,7 +139,7 @@ def receive(app: App, code: str, box_paths: tuple[str, ...], max_temp: float | N
     done = _signed(app, password_stdin, "shipment received",
                    lambda s, actor, password: shipments.receive_shipment(
                        s, actor, code, list(box_paths), at, max_temp, password,
-                       app.settings.site_tz))
+                       app.site_tz))
     stored = f"received: {_vials(done)} stored"
     if done.status == "quarantined":
         _announce(done, f"{stored}, QUARANTINED")
@@ -191,7 +191,7 @@ def confirm(app: App, code: str, scans: tuple[str, ...], substitute: str | None,
         texts = [line.rstrip("\r\n") for line in sys.stdin]
     report = app.run(lambda s, actor: shipments.confirm_scans(
         s, actor, code, texts, password, substitute or app.settings.gs_substitute,
-        app.settings.site_tz))
+        app.site_tz))
     data = _confirmation(report)
     emit(data, as_json, lambda: table(data["answers"], ["answer", "vial", "detail", "scan"])
          + f"\nShipment {report.shipment}: {report.confirmed} confirmed now; "
@@ -284,7 +284,7 @@ def show(app: App, code: str, as_json: bool) -> None:
     from lotrack.services import shipments
 
     data = app.read(lambda s, actor: shipments.shipment_detail(s, actor, code,
-                                                               app.settings.site_tz))
+                                                               app.site_tz))
 
     def text() -> str:
         head = {k: v for k, v in data.items() if k not in ("vials", "signatures")
@@ -314,7 +314,7 @@ def manifest(app: App, code: str, out_path: Path) -> None:
     from lotrack.render.pdf.manifest import write_manifest
     from lotrack.services import documents, shipments
 
-    tz = app.settings.site_tz
+    tz = app.site_tz
     content, prov = app.read(lambda s, actor: (shipments.manifest(s, actor, code, tz),
                                                documents.provenance(s, actor)))
     meta = {"report": "manifest", "params": {"shipment": content["shipment"]},

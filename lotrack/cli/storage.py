@@ -61,7 +61,7 @@ def storage_excursion(app: App, path: str, start: str, end: str, max_temp: float
     from lotrack.schemas.times import parse_datetime
     from lotrack.services import storage as service
 
-    tz = app.settings.site_tz
+    tz = app.site_tz
     started, ended = parse_datetime(start, tz, "--start"), parse_datetime(end, tz, "--end")
     excursion = app.run(lambda s, actor: service.record_excursion(
         s, actor, path, started, ended, max_temp, note))
@@ -99,7 +99,7 @@ def vial_list(app: App, lot_number: str | None, site: str | None, dispensable: b
         rows = app.read(lambda s, actor: vial_rows(s, actor, lot_number, product_code))
     else:
         rows = app.read(lambda s, actor: stock_rows(s, actor, site, product_code, lot_number,
-                                                    dispensable, app.settings.site_tz))
+                                                    dispensable, app.site_tz))
     emit(rows, as_json, lambda: table(rows, empty="(no vial)"))
 
 
@@ -115,7 +115,7 @@ def vial_show(app: App, serial: str, as_json: bool) -> None:
     from lotrack.render.tables import record, table
     from lotrack.services.vial_views import vial_detail
 
-    data = app.read(lambda s, actor: vial_detail(s, actor, serial, app.settings.site_tz))
+    data = app.read(lambda s, actor: vial_detail(s, actor, serial, app.site_tz))
     emit(data, as_json, lambda: record({k: v for k, v in data.items() if k != "history"})
          + "\n\n" + table(data["history"], ["at", "user", "action", "reason"]))
 

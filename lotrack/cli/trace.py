@@ -79,7 +79,7 @@ def trace_lot(app: App, lot_number: str, product_code: str | None, as_json: bool
                 f"Unused at site: {len(unused)}" + (f" ({', '.join(unused)})" if unused else "")]
 
     _show(app, as_json, lambda s, actor: traces.trace_lot(s, actor, lot_number, product_code,
-                                                          app.settings.site_tz), lines)
+                                                          app.site_tz), lines)
 
 
 @trace.command("vial")
@@ -99,7 +99,7 @@ def trace_vial(app: App, serial: str, as_json: bool) -> None:
                 + (" ON HOLD" if data["on_hold"] else ""),
                 *(_recipient_lines(data["participants"]) or ["  not dispensed to anyone"])]
 
-    _show(app, as_json, lambda s, actor: traces.trace_vial(s, actor, serial, app.settings.site_tz),
+    _show(app, as_json, lambda s, actor: traces.trace_vial(s, actor, serial, app.site_tz),
           lines)
 
 
@@ -124,7 +124,7 @@ def trace_participant(app: App, subject: str, as_json: bool) -> None:
                 "Adverse events:", *(_ae_lines(data["adverse_events"]) or ["    none recorded"])]
 
     _show(app, as_json, lambda s, actor: traces.trace_participant(s, actor, subject,
-                                                                  app.settings.site_tz), lines)
+                                                                  app.site_tz), lines)
 
 
 @trace.command("ae")
@@ -151,5 +151,5 @@ def trace_ae(app: App, ae_code: str, as_json: bool) -> None:
         return [f"Adverse event of {data['subject']} ({data['group']}):", *_ae_lines([data["ae"]]),
                 "", table([_joined(r) for r in rows]) if rows else "No dose before onset."]
 
-    _show(app, as_json, lambda s, actor: traces.trace_ae(s, actor, ae_code, app.settings.site_tz),
+    _show(app, as_json, lambda s, actor: traces.trace_ae(s, actor, ae_code, app.site_tz),
           lines)

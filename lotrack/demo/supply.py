@@ -18,7 +18,7 @@ from lotrack.schemas.lots import (
     load_spec_file,
     shipped_spec_path,
 )
-from lotrack.services import lots, products, qc, specifications, storage, users
+from lotrack.services import lots, products, qc, site_settings, specifications, storage, users
 
 BOXES = [f"BJ-SITE/FRZ-80A/R1/BOX-{n:02d}" for n in range(1, 5)]
 
@@ -75,7 +75,9 @@ def create_staff(demo: Demo) -> None:
     start = local(date(2026, 1, 5), 9)
     admin_name, admin_full, _ = STAFF[0]
     with simulated_time(start), db.unit_of_work(demo.engine) as session:
-        users.create_first_admin(session, admin_name, admin_full, DEMO_PASSWORD)
+        admin = users.create_first_admin(session, admin_name, admin_full, DEMO_PASSWORD)
+        # As `lotrack init` does: whoever explores the demo later sees Shanghai times.
+        site_settings.set_site_time_zone(session, admin, SITE_TZ.key, None)
         session.commit()
     for username, name, roles in STAFF[1:]:
         demo.act(admin_name, start, lambda s, a, u=username, n=name, r=roles:

@@ -21,6 +21,7 @@ from lotrack.models.participants import (
     TreatmentCycle,
 )
 from lotrack.models.safety import AdverseEvent
+from lotrack.models.settings import Setting
 from lotrack.models.shipments import Shipment, ShipmentVial
 from lotrack.models.users import ROLES, LoginSession, User, UserRole
 
@@ -41,6 +42,7 @@ __all__ = [
     "Product",
     "ProtocolVersion",
     "QcResult",
+    "Setting",
     "Shipment",
     "ShipmentVial",
     "Signature",

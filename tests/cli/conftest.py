@@ -49,15 +49,18 @@ class Lotrack:
     def workdir(self) -> Path:
         return self.home.parent / "work"
 
-    def env(self, user: str | None, **extra: str) -> dict[str, str]:
-        env = {"LOTRACK_DB": self.db_url, "LOTRACK_HOME": str(self.home), "LOTRACK_TZ": "UTC"}
+    def env(self, user: str | None, **extra: str | None) -> dict[str, str | None]:
+        """The environment of a command; an `extra` value None unsets that variable (say,
+        LOTRACK_TZ on a database that records its own site time zone)."""
+        env: dict[str, str | None] = {"LOTRACK_DB": self.db_url, "LOTRACK_HOME": str(self.home),
+                                      "LOTRACK_TZ": "UTC"}
         if user:
             env |= {"LOTRACK_USER": user, "LOTRACK_PASSWORD": PASSWORD,
                     "LOTRACK_VERIFIER_PASSWORD": PASSWORD}
         return env | extra
 
     def __call__(self, *args: str, user: str | None = "admin", input: str | None = None,
-                 **extra: str) -> Outcome:
+                 **extra: str | None) -> Outcome:
         # Commands that write files by default (dose labels) write them in a scratch folder.
         self.workdir.mkdir(parents=True, exist_ok=True)
         cwd = os.getcwd()
@@ -72,10 +75,10 @@ class Lotrack:
         return Outcome(result.exit_code, result.stdout, result.stderr)
 
     def script(self, *args: str, user: str | None = "admin", input: str | None = None,
-               cwd: Path | None = None, **extra: str) -> Outcome:
+               cwd: Path | None = None, **extra: str | None) -> Outcome:
         """The installed console script, in a subprocess, as a user runs it."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("LOTRACK_")}
-        env |= self.env(user, **extra)
+        env |= {k: v for k, v in self.env(user, **extra).items() if v is not None}
         self.workdir.mkdir(parents=True, exist_ok=True)
         done = subprocess.run([str(SCRIPT), *args], env=env, input=input, capture_output=True,
                               text=True, timeout=120, cwd=cwd or self.workdir)

@@ -17,16 +17,18 @@ from trialkit import PASSWORD, T0, UTC_TZ, Trial
 from lotrack import audit, audit_verify, db
 from lotrack.models import AuditEvent
 from lotrack.schemas.safety import AdverseEventIn
-from lotrack.services import adverse_events, auth, labels, storage
+from lotrack.services import adverse_events, auth, labels, site_settings, storage
 
 FAST_ENTITIES = {"ae", "cycle", "dose", "excursion", "hysteroscopy", "label_print", "location",
-                 "participant", "protocol", "qc_result", "signature", "surgery", "vial"}
+                 "participant", "protocol", "qc_result", "setting", "signature", "surgery",
+                 "vial"}
 
 
 @pytest.fixture
 def trial(database, make_user):
     """A little of every audited record: lots, vials, QC, signatures, doses, labels..."""
     trial = Trial.build(database, make_user)
+    trial.act("admin", lambda s, a: site_settings.set_site_time_zone(s, a, "Asia/Shanghai", None))
     trial.lot()
     trial.lot("PLACEBO", release=False)
     trial.enroll_and_operate("S-1", "LOW", T0)
