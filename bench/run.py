@@ -242,6 +242,9 @@ def measure_qc_import(figures: Figures, engine, env: dict[str, str], scale: str,
     figures.add(f"QC import, {rows:,}-row CSV (wall, fresh process)", wall, "s", 5)
 
 
+VERIFY_RUNS = 3  # each reads the whole trail: seconds at sponsor scale
+
+
 def measure_verify(figures: Figures, engine, env: dict[str, str]) -> None:
     from sqlalchemy import func, select
 
@@ -250,12 +253,15 @@ def measure_verify(figures: Figures, engine, env: dict[str, str]) -> None:
 
     with db.unit_of_work(engine) as session:
         events = session.execute(select(func.count(AuditEvent.seq))).scalar_one()
-        start = time.perf_counter()
-        result = audit.verify(session)
-        elapsed = time.perf_counter() - start
-    assert result.ok, result.problems[:3]
-    figures.add(f"audit verify, {events:,} events (in-process)", events / elapsed, "events/s",
-                200_000, higher_is_better=True)
+    times = []
+    for _ in range(VERIFY_RUNS):  # the median, as for every figure: the first reads cold pages
+        with db.unit_of_work(engine) as session:
+            start = time.perf_counter()
+            result = audit.verify(session)
+            times.append(time.perf_counter() - start)
+        assert result.ok, result.problems[:3]
+    figures.add(f"audit verify, {events:,} events (in-process, median of {VERIFY_RUNS})",
+                events / statistics.median(times), "events/s", 200_000, higher_is_better=True)
     wall = run_script(["audit", "verify"], env)
     figures.add("audit verify (wall, fresh process)", events / wall, "events/s", 200_000,
                 higher_is_better=True)
