@@ -131,6 +131,21 @@ def offset_reference(protocol: ProtocolFile, slot: DueSlot, at: datetime,
                      f"{planned.astimezone(site_tz):%Y-%m-%d %H:%M}")
 
 
+def _lot_records_problems(session: Session, lot: Lot, at: datetime,
+                          site_tz: ZoneInfo) -> list[str]:
+    """What the lot's records say against dispensing from it at `at`: its status then
+    (a dispensing entered afterwards) and a QC result out of specification."""
+    problems = []
+    if lot.status == "released":
+        then = lot_rules.released_then_problem(session, lot, at, site_tz)
+        problems += [then] if then else []
+    failing = qc.failing_attributes(session, lot)
+    if failing:
+        problems.append(f"lot {lot.lot_number} has a QC result out of specification "
+                        f"({', '.join(failing)}) awaiting QA")
+    return problems
+
+
 def _vials_for_dose(session: Session, serials: tuple[str, ...], count: int,
                     product: Product, use_by: datetime, at: datetime,
                     site_tz: ZoneInfo, reference: tuple[datetime, str] | None = None) -> list[Vial]:
@@ -139,17 +154,14 @@ def _vials_for_dose(session: Session, serials: tuple[str, ...], count: int,
     if len(set(serials)) != len(serials):
         raise InvalidInput("the same vial was given twice")
     chosen: list[Vial] = []
+    lot_side: dict[int, list[str]] = {}  # a dose's vials mostly share a lot: read it once
     for serial in serials:
         vial = get_vial(session, serial, lock=True)
         lot: Lot = vial.lot
+        if lot.id not in lot_side:
+            lot_side[lot.id] = _lot_records_problems(session, lot, at, site_tz)
         problems = lot_rules.dispensing_problems(lot, vial, at, site_tz, *(reference or ()))
-        if lot.status == "released":
-            then = lot_rules.released_then_problem(session, lot, at, site_tz)
-            problems += [then] if then else []
-        failing = qc.failing_attributes(session, lot)
-        if failing:
-            problems.append(f"lot {lot.lot_number} has a QC result out of specification "
-                            f"({', '.join(failing)}) awaiting QA")
+        problems += lot_side[lot.id]
         if lot.product_id != product.id:
             problems.append(f"its product is {lot.product.code} but the participant's group "
                             f"receives {product.code}")
