@@ -49,6 +49,9 @@ def run_migrations() -> None:
                 render_item=render_item,
             )
             with context.begin_transaction():
+                before = config.attributes.get("before_migrations")
+                if before is not None:
+                    before(connection)
                 context.run_migrations()
                 if sqlite:
                     broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()

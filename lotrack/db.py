@@ -217,12 +217,17 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
         raise DatabaseError(_connect_message(engine, exc)) from exc
 
 
-def downgrade(engine: Engine, revision: str) -> None:
+def downgrade(engine: Engine, revision: str,
+              before_migrations: Callable[[Connection], None] | None = None) -> None:
+    """Run the downgrade migrations to `revision`; `before_migrations` runs first on their
+    connection, inside their one transaction (services/schema_changes: check and audit)."""
     from alembic import command
     from alembic.util import CommandError
 
+    config = alembic_config(engine)
+    config.attributes["before_migrations"] = before_migrations
     try:
-        command.downgrade(alembic_config(engine), revision)
+        command.downgrade(config, revision)
     except CommandError as exc:
         raise InvalidInput(f"cannot downgrade to {revision!r}: {exc}") from exc
     except SQLAlchemyError as exc:

@@ -84,17 +84,21 @@ def upgrade(app: App, revision: str) -> None:
 
 @db.command()
 @click.argument("revision")
+@click.option("--reason", required=True, help="Why the schema goes back (audited).")
 @pass_app
-def downgrade(app: App, revision: str) -> None:
-    """Downgrade the database to REVISION ('base' removes every table).
+def downgrade(app: App, revision: str, reason: str) -> None:
+    """Downgrade the database to REVISION (administrators; audited).
 
-    Example: lotrack db downgrade 0001
+    Refused where a migration undone would drop a table or column holding data: records
+    are never deleted, and the way back from an upgrade is the backup taken before it.
+
+    Example: lotrack db downgrade 0006 --reason "roll back the 0.2 upgrade on the test site"
     """
-    from lotrack import db as database
+    from lotrack.services import schema_changes
 
     engine = app.engine(check_schema=False)
-    database.downgrade(engine, revision)
-    click.echo(f"Database at revision {database.current_revision(engine) or 'base'}.")
+    done = schema_changes.downgrade(engine, app.current_user, revision, reason)
+    click.echo(f"Database downgraded from revision {done.from_revision} to {done.to_revision}.")
 
 
 @db.command()
