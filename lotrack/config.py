@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import TZPATH, ZoneInfo, ZoneInfoNotFoundError
 
 from lotrack.errors import InvalidInput
 
@@ -26,6 +27,27 @@ def parse_timezone(name: str) -> ZoneInfo:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError) as exc:
         raise InvalidInput(f"unknown time zone {name!r} (use an IANA name such as Asia/Shanghai)") from exc
+
+
+def same_zone(first: ZoneInfo, second: ZoneInfo) -> bool:
+    """Whether two zone names are one zone: equal, or links to the same rules in the time
+    zone database (PRC and Asia/Shanghai, US/Eastern and America/New_York), looked up
+    where ZoneInfo looks (the system's TZPATH, then the tzdata package)."""
+    if first.key == second.key:
+        return True
+    rules = _rules(first.key)
+    return rules is not None and rules == _rules(second.key)
+
+
+def _rules(key: str) -> bytes | None:
+    for root in TZPATH:
+        path = Path(root) / key
+        if path.is_file():
+            return path.read_bytes()
+    try:
+        return resources.files("tzdata.zoneinfo").joinpath(*key.split("/")).read_bytes()
+    except (ModuleNotFoundError, OSError):
+        return None
 
 
 @dataclass(frozen=True)

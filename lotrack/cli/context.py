@@ -75,8 +75,11 @@ class App:
 
     def zone_conflict(self) -> str | None:
         """Why the workstation's configured zone cannot be used with this database, or None."""
+        from lotrack.config import parse_timezone, same_zone
+
         recorded, given = self.recorded_tz, self.settings.site_tz_from
-        if recorded is None or given is None or self.settings.site_tz.key == recorded:
+        if recorded is None or given is None or same_zone(self.settings.site_tz,
+                                                          parse_timezone(recorded)):
             return None
         how = "unset it" if given == "LOTRACK_TZ" else "leave --tz out"
         return (f"this database's site time zone is {recorded}; {given} says "

@@ -17,7 +17,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from lotrack import audit
-from lotrack.config import parse_timezone
+from lotrack.config import parse_timezone, same_zone
 from lotrack.errors import InvalidInput, RuleViolation
 from lotrack.models import Setting, User
 from lotrack.models.base import utcnow
@@ -60,8 +60,9 @@ def set_site_time_zone(session: Session, actor: User, zone_name: str,
     require_role(actor, "admin", action="setting the site time zone")
     zone = parse_timezone(zone_name.strip())
     setting = session.get(Setting, SITE_TIME_ZONE)
-    if setting is not None and setting.value == zone.key:
-        raise RuleViolation(f"the site time zone is already {zone.key}")
+    if setting is not None and same_zone(zone, parse_timezone(setting.value)):
+        also = "" if setting.value == zone.key else f" ({zone.key} is another name for it)"
+        raise RuleViolation(f"the site time zone is already {setting.value}{also}")
     if setting is not None and not (reason and reason.strip()):
         raise InvalidInput(f"changing the site time zone from {setting.value} to {zone.key} "
                            "needs a reason")

@@ -84,6 +84,21 @@ def test_a_workstation_whose_zone_disagrees_is_refused_and_nothing_is_written(lo
     assert len(events(lotrack, "excursion")) == 1
 
 
+def test_another_name_of_the_same_zone_agrees_with_the_database(lotrack, make_user):
+    # PRC and Asia/Chongqing are links to Asia/Shanghai in the time zone database: the
+    # same rules, the same days, so not a conflict; a zone with other rules still is.
+    with_freezer(lotrack, make_user)
+    lotrack.ok("settings", "set-tz", SHANGHAI, **NO_TZ)
+    lotrack.ok(*EXCURSION, user="pharm.chen", LOTRACK_TZ="PRC")
+    lotrack.ok("--tz", "Asia/Chongqing", *EXCURSION, user="pharm.chen")
+    started = {e["after"]["started_at"] for e in events(lotrack, "excursion")}
+    assert started == {"2026-04-01T17:10:00+00:00"}
+    refused(lotrack, *EXCURSION, user="pharm.chen", exit_code=2, LOTRACK_TZ="Asia/Tokyo",
+            message="LOTRACK_TZ says Asia/Tokyo")
+    refused(lotrack, "settings", "set-tz", "PRC", exit_code=1, **NO_TZ,
+            message="the site time zone is already Asia/Shanghai (PRC is another name for it)")
+
+
 def test_without_a_configured_zone_typed_and_shown_times_are_the_databases(lotrack, make_user):
     with_freezer(lotrack, make_user)
     lotrack.ok("settings", "set-tz", SHANGHAI)
