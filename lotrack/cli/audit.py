@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
 import click
 
 from lotrack.cli.context import App, emit, output_options, pass_app
+
+if TYPE_CHECKING:
+    from lotrack.services.audit_trail import EventSelection
 
 
 @click.group()
@@ -27,19 +33,42 @@ def log(app: App, entity: str | None, entity_id: str | None, since: str | None, 
     Example: lotrack audit log --entity user --id bob --json
     """
     from lotrack.errors import InvalidInput
-    from lotrack.render.tables import site_time, table
+    from lotrack.render.tables import json_array, site_time, table_pages
     from lotrack.schemas.times import parse_datetime
     from lotrack.services import audit_trail
 
     if entity_id and not entity:
         raise InvalidInput("--id needs --entity")
     since_at = parse_datetime(since, app.site_tz, "--since") if since else None
-    events = app.read(lambda s, actor: audit_trail.events(s, actor, entity, entity_id, since_at,
-                                                          limit))
+    selection = app.read(lambda s, actor: audit_trail.select_events(
+        s, actor, entity, entity_id, since_at, limit))
     tz = app.site_tz
-    rows = [{**e, "at": site_time(e["at"], tz)} for e in events] if not as_json else events
-    emit(events, as_json, lambda: table(
-        rows, ["seq", "at", "user", "entity", "id", "action", "reason", "changes"]))
+    pages = _pages(app, selection)
+    if as_json:
+        pieces = json_array(event for page in pages for event in page)
+    else:
+        pieces = table_pages(
+            ([{**e, "at": site_time(e["at"], tz)} for e in page] for page in pages),
+            ["seq", "at", "user", "entity", "id", "action", "reason", "changes"])
+    for piece in pieces:
+        click.echo(piece, nl=False)
+    click.echo()
+
+
+def _pages(app: App, selection: EventSelection) -> Iterator[list[dict[str, object]]]:
+    """The selected events page by page, each page read in a short transaction of its
+    own: a whole trail is shown in the memory of one page, and writers (who wait for an
+    SQLite reader's transaction) are not held up while it scrolls by."""
+    from lotrack.services import audit_trail
+
+    after = 0
+    while True:
+        with app.session() as session:
+            page = audit_trail.event_page(session, selection, after)
+        if not page:
+            return
+        yield page
+        after = int(page[-1]["seq"])
 
 
 @audit.command()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import date, datetime
 from decimal import Decimal
 from zoneinfo import ZoneInfo
@@ -19,6 +19,17 @@ def _json_default(value: object) -> object:
 
 def to_json(data: object) -> str:
     return json.dumps(data, indent=2, ensure_ascii=False, default=_json_default)
+
+
+def json_array(items: Iterable[object]) -> Iterator[str]:
+    """The text of to_json(list(items)), item by item: a list too long to hold in memory
+    (a whole audit trail) is written as it is read."""
+    first = True
+    for item in items:
+        text = to_json(item).replace("\n", "\n  ")
+        yield ("[\n  " if first else ",\n  ") + text
+        first = False
+    yield "[]" if first else "\n]"
 
 
 def site_time(value: datetime | None, tz: ZoneInfo) -> str:
@@ -56,6 +67,19 @@ def table(rows: Sequence[Mapping[str, object]], columns: Sequence[str] | None = 
              "  ".join("-" * w for w in widths)]
     lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in cells]
     return "\n".join(lines)
+
+
+def table_pages(pages: Iterable[Sequence[Mapping[str, object]]], columns: Sequence[str],
+                empty: str = "(none)") -> Iterator[str]:
+    """Rows arriving in pages, each page aligned on its own with its header, pages
+    separated by a blank line: a table of any length in the memory of one page."""
+    shown = False
+    for page in pages:
+        if page:
+            yield ("\n\n" if shown else "") + table(page, columns)
+            shown = True
+    if not shown:
+        yield empty
 
 
 def record(fields: Mapping[str, object]) -> str:
