@@ -16,6 +16,7 @@ Consistency rules, checked on every record and correction:
 from __future__ import annotations
 
 import json
+from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date
 from zoneinfo import ZoneInfo
@@ -30,7 +31,7 @@ from lotrack.models.base import iso, utcnow
 from lotrack.models.safety import AdverseEvent, parse_ae_code
 from lotrack.schemas.safety import AdverseEventChange, AdverseEventIn
 from lotrack.services import ctcae
-from lotrack.services.exposure import exposures, first_exposure_days
+from lotrack.services.exposure import Exposure, exposures, first_exposure_days
 from lotrack.services.lots import get_lot
 from lotrack.services.participants import get_participant
 from lotrack.services.roles import require_role
@@ -218,22 +219,30 @@ def list_adverse_events(session: Session, actor: User, site_tz: ZoneInfo,
         raise InvalidInput(f"--grade-min {grade_min} is not a CTCAE grade (1 to 5)")
     stmt = select(AdverseEvent, Participant.subject_id).join(
         Participant, Participant.id == AdverseEvent.participant_id)
-    if subject_id:
-        stmt = stmt.where(AdverseEvent.participant_id == get_participant(session, subject_id).id)
+    participant_id = get_participant(session, subject_id).id if subject_id else None
+    if participant_id is not None:
+        stmt = stmt.where(AdverseEvent.participant_id == participant_id)
     if grade_min is not None:
         stmt = stmt.where(AdverseEvent.grade >= grade_min)
     rows = session.execute(stmt.order_by(AdverseEvent.onset_on, AdverseEvent.id)).all()
-    received = exposures(session)
+    received = exposures(session, participant_id=participant_id)
     if lot_number:
         lot = get_lot(session, lot_number)
         first = first_exposure_days([e for e in received if e.lot_id == lot.id], site_tz)
         rows = [(ae, s) for ae, s in rows
                 if (ae.participant_id, lot.id) in first
                 and ae.onset_on >= first[(ae.participant_id, lot.id)]]
-    return [_summary(ae, subject, _lots_before(received, ae, site_tz)) for ae, subject in rows]
+    # Each event looks only at its participant's doses: scanning every dose of the trial
+    # for each event took minutes at sponsor scale (30,000 events, 120,000 doses).
+    by_participant: dict[int, list[Exposure]] = defaultdict(list)
+    for exposure in received:
+        by_participant[exposure.participant_id].append(exposure)
+    return [_summary(ae, subject, _lots_before(by_participant[ae.participant_id], ae, site_tz))
+            for ae, subject in rows]
 
 
-def _lots_before(received: list, ae: AdverseEvent, site_tz: ZoneInfo) -> list[str]:
+def _lots_before(received: list[Exposure], ae: AdverseEvent, site_tz: ZoneInfo) -> list[str]:
+    """The lots of `received` (the participant's) given on or before the onset day."""
     return sorted({e.lot_number for e in received if e.participant_id == ae.participant_id
                    and e.local_day(site_tz) <= ae.onset_on})
 
