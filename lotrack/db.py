@@ -209,6 +209,8 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     from alembic import command
     from alembic.util import CommandError
 
+    if not revision.strip():  # Alembic asserts on an empty revision
+        raise InvalidInput("give the revision to upgrade to (for example head)")
     try:
         command.upgrade(alembic_config(engine), revision)
     except CommandError as exc:

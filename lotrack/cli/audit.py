@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from lotrack.cli.context import App, emit, output_options, pass_app
+from lotrack.cli.context import POSITIVE_INT, App, emit, output_options, pass_app
 
 if TYPE_CHECKING:
     from lotrack.services.audit_trail import EventSelection
@@ -22,7 +22,7 @@ def audit() -> None:
 @click.option("--entity", help="Only events of this entity type (user, lot, vial, ...).")
 @click.option("--id", "entity_id", help="Only events of this record (needs --entity).")
 @click.option("--since", metavar="DATETIME", help="Only events at or after this time.")
-@click.option("--limit", type=click.IntRange(min=1), default=200, show_default=True,
+@click.option("--limit", type=POSITIVE_INT, default=200, show_default=True,
               help="At most this many events, most recent last.")
 @output_options
 @pass_app

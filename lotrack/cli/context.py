@@ -155,6 +155,10 @@ class App:
 
 pass_app = click.make_pass_decorator(App)
 
+# A version number or row count, bounded by what a database integer column holds: a larger
+# one is refused as it is typed, not by the database driver (SQLite overflows past 2**63).
+POSITIVE_INT = click.IntRange(min=1, max=2**31 - 1)
+
 
 def read_password(password_stdin: bool, prompt: str, env: str = "LOTRACK_PASSWORD",
                   confirm: bool = False) -> str:

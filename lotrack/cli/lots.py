@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from lotrack.cli.context import App, emit, output_options, pass_app, read_password
+from lotrack.cli.context import POSITIVE_INT, App, emit, output_options, pass_app, read_password
 
 LOT_PRODUCT = click.option("--product", "product_code", metavar="CODE",
                            help="Product, when two products share a lot number.")
@@ -103,7 +103,7 @@ def spec_load(app: App, file: Path) -> None:
 
 @spec.command("activate")
 @click.argument("product_code", metavar="PRODUCT")
-@click.argument("version", type=int)
+@click.argument("version", type=POSITIVE_INT)
 @click.option("--password-stdin", is_flag=True, help="Read the signing password from stdin.")
 @pass_app
 def spec_activate(app: App, product_code: str, version: int, password_stdin: bool) -> None:
@@ -121,7 +121,7 @@ def spec_activate(app: App, product_code: str, version: int, password_stdin: boo
 
 @spec.command("show")
 @click.argument("product_code", metavar="PRODUCT")
-@click.option("--version", type=int, help="A version (default: the active one).")
+@click.option("--version", type=POSITIVE_INT, help="A version (default: the active one).")
 @output_options
 @pass_app
 def spec_show(app: App, product_code: str, version: int | None, as_json: bool) -> None:

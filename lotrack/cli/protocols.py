@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from lotrack.cli.context import App, emit, output_options, pass_app, read_password
+from lotrack.cli.context import POSITIVE_INT, App, emit, output_options, pass_app, read_password
 
 
 @click.group()
@@ -34,7 +34,7 @@ def load(app: App, file: Path | None) -> None:
 
 @protocol.command()
 @click.argument("code")
-@click.argument("version", type=int)
+@click.argument("version", type=POSITIVE_INT)
 @click.option("--password-stdin", is_flag=True, help="Read the signing password from stdin.")
 @pass_app
 def activate(app: App, code: str, version: int, password_stdin: bool) -> None:

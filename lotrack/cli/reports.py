@@ -189,9 +189,10 @@ def consistency(ctx: click.Context, product_code: str, attributes: tuple[str, ..
         written = write_consistency_csv(out_path, content)
         click.echo(f"Wrote {', '.join(str(p) for p in written)}.")
     elif suffix == ".json":
+        from lotrack.render.files import prepare_output
         from lotrack.render.tables import to_json
 
-        out_path.parent.mkdir(parents=True, exist_ok=True)
+        prepare_output(out_path)
         out_path.write_text(to_json(content) + "\n", encoding="utf-8")
         click.echo(f"Wrote {out_path}.")
     else:

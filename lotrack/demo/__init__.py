@@ -21,8 +21,9 @@ __all__ = ["DEMO_PASSWORD", "SITE_TZ", "build_demo"]
 def build_demo(out: Path, say: Callable[[str], None]) -> Path:
     """Create `out`/lotrack.db from scratch and run the trial through it."""
     from lotrack.demo import consistency, custody, outputs, safety, shipping, supply, trial
+    from lotrack.render.files import prepare_folder
 
-    out.mkdir(parents=True, exist_ok=True)
+    prepare_folder(out)
     db_path = out / "lotrack.db"
     for suffix in ("", "-wal", "-shm"):
         Path(f"{db_path}{suffix}").unlink(missing_ok=True)

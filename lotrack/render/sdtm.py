@@ -6,13 +6,15 @@ import csv
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from lotrack.render.files import prepare_folder
+
 if TYPE_CHECKING:
     from lotrack.services.sdtm import Dataset
 
 
 def write_datasets(folder: Path, datasets: list[Dataset]) -> list[Path]:
     """Every dataset, header row included even when it has no records."""
-    folder.mkdir(parents=True, exist_ok=True)
+    prepare_folder(folder)
     written = []
     for dataset in datasets:
         path = folder / f"{dataset.name}.csv"

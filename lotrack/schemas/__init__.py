@@ -36,6 +36,8 @@ def load_toml(model: type[M], path: Path, what: str) -> M:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise InvalidInput(f"cannot read {what} {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise InvalidInput(f"{what} {path.name} is not UTF-8 text (byte {exc.start})") from None
     except tomllib.TOMLDecodeError as exc:
         raise InvalidInput(f"{what} {path.name} is not valid TOML: {exc}") from None
     return parse(model, data, f"{what} {path.name}")

@@ -139,6 +139,8 @@ def load_protocol_file(path: Path) -> ProtocolFile:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise InvalidInput(f"cannot read protocol file {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise InvalidInput(f"protocol file {path.name} is not UTF-8 text (byte {exc.start})") from None
     return load_protocol_text(text, str(path))
 
 

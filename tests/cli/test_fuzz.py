@@ -316,6 +316,9 @@ def test_the_fuzzed_site_still_verifies(lotrack, site):
      "is a file, not a folder"),
     # Several SVG labels make the folder x.pdf; a PDF cannot then be written there.
     (["--format", "svg", "--out", "{out}/x.pdf"], ["--out", "{out}/x.pdf"], "it is a folder"),
+    # A label under a file: staging beside it raised NotADirectoryError (the sweep's find).
+    (["--serial", "{serial}", "--out", "{out}/x.pdf"], ["--out", "{out}/x.pdf/vials.pdf"],
+     "is a file, not a folder"),
 ])
 def test_what_fuzzing_found_in_label_printing(lotrack, database, site, first, then, message):
     def fill(args):

@@ -61,7 +61,8 @@ class Staged:
 def stage_labels(out: Path, fmt: str, drawings: list[Drawing], copies: int,
                  template: LabelTemplate, sheet: SheetSpec | None, title: str,
                  watermark: str | None = None, dpi: int = 600, dpmm: int = 12) -> Staged:
-    parent = out.parent if out.parent.exists() else Path.cwd()
+    # Staged beside the destination when its folder exists (a file there is refused below).
+    parent = out.parent if out.parent.is_dir() else Path.cwd()
     staged = Staged(Path(tempfile.mkdtemp(prefix=".lotrack-labels-", dir=parent)))
     try:
         _write(staged, out, fmt, drawings, copies, template, sheet, title, watermark, dpi, dpmm)

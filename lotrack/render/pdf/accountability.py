@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 from reportlab.lib.units import mm
 from reportlab.platypus import CondPageBreak, Flowable, Paragraph, Spacer
 
+from lotrack.render.files import prepare_output
 from lotrack.render.pdf.base import Provenance, build_pdf, data_table, para, styles, usable_width
 
 LINE_COLUMNS = ("date", "kind", "participant", "dose", "cycle_perfusion", "quantity_in",
@@ -69,7 +70,7 @@ def _line_date(value: str | None, tz: ZoneInfo) -> str:
 
 def write_accountability_csv(path: Path, content: dict[str, Any]) -> Path:
     """The DARF lines to `path`; the reconciliation beside it as <stem>-reconciliation.csv."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    prepare_output(path)
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, ["lot", "product", *LINE_COLUMNS])
         writer.writeheader()

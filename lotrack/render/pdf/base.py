@@ -24,6 +24,7 @@ from reportlab.lib.units import mm
 from reportlab.pdfgen.canvas import Canvas
 from reportlab.platypus import Flowable, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
+from lotrack.render.files import prepare_output
 from lotrack.render.provenance import Provenance, content_hash
 
 # Same input, same bytes: no random document ids or creation-time noise.
@@ -119,7 +120,7 @@ def build_pdf(path: Path, title: str, subtitle: str, story: list[Flowable],
     hash, so that `lotrack report verify` can recompute the content later."""
     digest = content_hash(content)
     pagesize = landscape(A4) if wide else A4
-    path.parent.mkdir(parents=True, exist_ok=True)
+    prepare_output(path)
     doc = SimpleDocTemplate(str(path), pagesize=pagesize, leftMargin=MARGIN,
                             rightMargin=MARGIN, topMargin=MARGIN, bottomMargin=18 * mm,
                             title=title, author=provenance.generated_by,

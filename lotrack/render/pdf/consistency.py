@@ -16,6 +16,7 @@ from reportlab.lib import colors
 from reportlab.lib.units import mm
 from reportlab.platypus import CondPageBreak, Flowable, PageBreak, Paragraph, Spacer
 
+from lotrack.render.files import prepare_output
 from lotrack.render.pdf.base import Provenance, build_pdf, data_table, para, styles, usable_width
 
 NOT_COMPUTABLE = "n/c"
@@ -378,7 +379,7 @@ def _attribute_page(section: dict[str, Any], width: float) -> list[Flowable]:
 def write_consistency_csv(path: Path, content: dict[str, Any]) -> list[Path]:
     """Every charted value to `path` (one row per attribute and lot), the statistics to
     <stem>-statistics.csv and the flags to <stem>-flags.csv beside it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    prepare_output(path)
     flags = content["flags"]
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, POINT_COLUMNS)

@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 from reportlab.lib.units import mm
 from reportlab.platypus import Flowable, Paragraph, Spacer
 
+from lotrack.render.files import prepare_output
 from lotrack.render.pdf.base import Provenance, build_pdf, data_table, para, styles, usable_width
 
 CSV_COLUMNS = ("lot", "product", "kind", "exposed", "doses", "aes", "saes",
@@ -73,7 +74,7 @@ def write_safety_pdf(path: Path, content: dict[str, Any], provenance: Provenance
 
 def write_safety_csv(path: Path, content: dict[str, Any]) -> Path:
     """One row per lot, then one row for the pooled placebo reference (lot 'PLACEBO')."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    prepare_output(path)
     placebo = content["placebo"]
     rows = [*content["lots"], {**placebo, "lot": "PLACEBO", "product": "all placebo lots",
                                "kind": "reference", "flags": [],
