@@ -143,6 +143,7 @@ def measure(figures: Figures, engine, env: dict[str, str], built, args, work: Pa
     measure_labels(figures, engine, env, built, runs, work)
     measure_qc_import(figures, engine, env, args.scale, work)
     measure_verify(figures, engine, env)
+    measure_reads(figures, engine, env, built, work)
     figures.add("peak memory of any command run here", peak_child_mb(), "MB", 300)
 
 
@@ -266,6 +267,62 @@ def measure_verify(figures: Figures, engine, env: dict[str, str]) -> None:
     figures.add("audit verify (wall, fresh process)", events / wall, "events/s", 200_000,
                 higher_is_better=True)
     run_script(["trace", "lot", "BIG-500", "--json"], env)
+
+
+def read_commands(built, serial: str, work: Path) -> list[list[str]]:
+    """Every command that reads or reports, on the largest thing it can be given: the
+    whole site where it takes no key, the 500-vial lot, a participant with two cycles."""
+    out = work / "reads"
+    big, subject, ae = built.big_lot, built.subject, built.ae_code
+    return [
+        ["lot", "list"], ["lot", "show", big], ["lot", "compare", big, "B0001", "B0002"],
+        ["vial", "list", "--lot", big], ["vial", "list", "--site", "SITE"],
+        ["vial", "show", serial],
+        ["participant", "list"], ["participant", "show", subject],
+        ["participant", "schedule", subject],
+        ["ae", "list"], ["ae", "show", ae],
+        ["trace", "lot", big], ["trace", "participant", subject], ["trace", "ae", ae],
+        ["storage", "list"], ["product", "list"], ["user", "list"], ["protocol", "list"],
+        ["spec", "show", "IPSEXO"], ["shipment", "list"], ["settings", "show"],
+        ["audit", "log", "--limit", "1000000"],
+        ["report", "safety", "--out", str(out / "safety.pdf")],
+        ["report", "consistency", "IPSEXO", "--out", str(out / "consistency.pdf")],
+        ["report", "accountability", "--lot", big, "--out", str(out / "darf-lot.pdf")],
+        ["report", "accountability", "--out", str(out / "darf-site.pdf")],
+        ["report", "custody", "--lot", big, "--out", str(out / "custody.pdf")],
+        ["report", "coa", big, "--out", str(out / "coa.pdf")],
+        ["export", "sdtm", "--out", str(out / "sdtm")],
+    ]
+
+
+def measure_reads(figures: Figures, engine, env: dict[str, str], built, work: Path) -> None:
+    """Each read and report command once as a fresh process: its own peak memory (wait4
+    gives the child's resource use) and wall time; the largest and slowest are figures."""
+    from sqlalchemy import select
+
+    from lotrack import db
+    from lotrack.models import Lot, Vial
+
+    with db.unit_of_work(engine) as session:
+        serial = session.execute(select(Vial.serial).join(Lot, Lot.id == Vial.lot_id).where(
+            Lot.lot_number == built.big_lot).order_by(Vial.number).limit(1)).scalar_one()
+    runs = []
+    for args in read_commands(built, serial, work):
+        start = time.perf_counter()
+        child = subprocess.Popen([str(SCRIPT), *args], stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.PIPE, env={"PATH": os.environ.get("PATH", "")} | env)
+        _, status, usage = os.wait4(child.pid, 0)
+        child.returncode = os.waitstatus_to_exitcode(status)
+        wall = time.perf_counter() - start
+        error = child.stderr.read().decode().strip() if child.stderr else ""
+        if child.returncode != 0:
+            raise SystemExit(f"lotrack {' '.join(args)} failed: {error}")
+        runs.append((usage.ru_maxrss / 1024, wall, " ".join(args[:3])))
+        print(f"  {usage.ru_maxrss / 1024:7.0f} MB {wall:7.1f} s  lotrack {' '.join(args)}", flush=True)
+    mb, _, name = max(runs)
+    figures.add(f"peak memory, {len(runs)} read and report commands (largest: {name})", mb, "MB", 300)
+    _, wall, name = max(runs, key=lambda r: r[1])
+    figures.add(f"slowest read or report command ({name}, wall)", wall, "s", None)
 
 
 def report(figures: Figures, args, engine) -> None:
