@@ -53,6 +53,9 @@ def run_migrations() -> None:
                 if before is not None:
                     before(connection)
                 context.run_migrations()
+                after = config.attributes.get("after_migrations")
+                if after is not None:
+                    after(connection)
                 if sqlite:
                     broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
                     if broken:

@@ -205,14 +205,19 @@ def _connect_message(engine: Engine, exc: SQLAlchemyError) -> str:
     return f"cannot open the database at {display_url(engine)}: {detail}"
 
 
-def upgrade(engine: Engine, revision: str = "head") -> None:
+def upgrade(engine: Engine, revision: str = "head",
+            after_migrations: Callable[[Connection], None] | None = None) -> None:
+    """Run the upgrade migrations to `revision`; `after_migrations` runs last on their
+    connection, inside their one transaction (services/schema_changes: the audit event)."""
     from alembic import command
     from alembic.util import CommandError
 
     if not revision.strip():  # Alembic asserts on an empty revision
         raise InvalidInput("give the revision to upgrade to (for example head)")
+    config = alembic_config(engine)
+    config.attributes["after_migrations"] = after_migrations
     try:
-        command.upgrade(alembic_config(engine), revision)
+        command.upgrade(config, revision)
     except CommandError as exc:
         raise InvalidInput(f"cannot upgrade to {revision!r}: {exc}") from exc
     except SQLAlchemyError as exc:

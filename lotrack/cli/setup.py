@@ -71,15 +71,16 @@ def db() -> None:
 @click.argument("revision", default="head")
 @pass_app
 def upgrade(app: App, revision: str) -> None:
-    """Upgrade the database to REVISION (default: head).
+    """Upgrade the database to REVISION (default: head); a database with users is
+    upgraded by an administrator, and the upgrade is audited.
 
     Example: lotrack db upgrade
     """
-    from lotrack import db as database
+    from lotrack.services import schema_changes
 
     engine = app.engine(check_schema=False)
-    database.upgrade(engine, revision)
-    click.echo(f"Database at revision {database.current_revision(engine)}.")
+    done = schema_changes.upgrade(engine, app.current_user, revision)
+    click.echo(f"Database at revision {done.to_revision}.")
 
 
 @db.command()

@@ -1,5 +1,6 @@
-"""Downgrading the database schema: an administrator's act with a reason, audited, and
-refused wherever it would discard recorded data.
+"""Changing the database schema. Upgrading a database that holds users is an
+administrator's act, audited; downgrading is one with a reason, audited, and refused
+wherever it would discard recorded data.
 
 A downgrade undoes migrations, and undoing one drops the tables and columns it added, with
 whatever they hold. On a database in use that is deletion of GMP and clinical records,
@@ -30,9 +31,9 @@ BASE = "base"
 
 
 @dataclass(frozen=True)
-class Downgraded:
-    from_revision: str
-    to_revision: str
+class SchemaChange:
+    from_revision: str | None
+    to_revision: str | None
 
 
 def revisions() -> list[str]:
@@ -107,18 +108,14 @@ def discarded(connection: Connection, target: dict[str, set[str]]) -> list[str]:
 
 
 def downgrade(engine: Engine, authenticate: Callable[[Session], User], revision: str,
-              reason: str) -> Downgraded:
+              reason: str) -> SchemaChange:
     """Downgrade the database to `revision` (administrators, with a reason), unless that
     would drop recorded data."""
     if not reason.strip():
         raise InvalidInput("a downgrade needs a reason (--reason)")
     current = db.current_revision(engine)
     wanted = target_revision(current, revision)
-    with db.unit_of_work(engine) as session:
-        actor = authenticate(session)
-        require_role(actor, "admin", action="downgrading the database")
-        session.commit()  # a login records the sign-in
-        actor_id = actor.id
+    actor_id = _administrator(engine, authenticate, "downgrading the database")
     target = schema_at(wanted)
 
     def check_and_record(connection: Connection) -> None:
@@ -130,11 +127,51 @@ def downgrade(engine: Engine, authenticate: Callable[[Session], User], revision:
                 f"downgrading to {wanted} would delete recorded data: {shown}. Records are "
                 "never deleted: to go back to an earlier lotrack, restore the backup taken "
                 "before the upgrade (lotrack db restore; pg_restore on PostgreSQL)")
-        with Session(bind=connection, join_transaction_mode="create_savepoint") as session:
-            audit.record(session, session.get(User, actor_id), "database", "schema",
-                         "downgrade", {"revision": current}, {"revision": wanted},
-                         reason.strip())
-            session.commit()  # the savepoint: the migrations' transaction commits it all
+        _record(connection, actor_id, "downgrade", current, wanted, reason.strip())
 
     db.downgrade(engine, wanted, before_migrations=check_and_record)
-    return Downgraded(current, wanted)
+    return SchemaChange(current, wanted)
+
+
+def upgrade(engine: Engine, authenticate: Callable[[Session], User],
+            revision: str = "head") -> SchemaChange:
+    """Upgrade the database to `revision`. A database that has users is upgraded by an
+    administrator, and the upgrade is audited in the migrations' own transaction; a new
+    one (no users yet: an installation) by whoever installs it."""
+    current = db.current_revision(engine)
+    actor_id = (_administrator(engine, authenticate, "upgrading the database")
+                if _has_users(engine) else None)
+
+    def record(connection: Connection) -> None:
+        now = connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+        if actor_id is not None and now != current:
+            _record(connection, actor_id, "upgrade", current, now, None)
+
+    db.upgrade(engine, revision, after_migrations=record)
+    return SchemaChange(current, db.current_revision(engine))
+
+
+def _has_users(engine: Engine) -> bool:
+    with engine.connect() as connection:
+        return inspect(connection).has_table("users") and bool(connection.execute(
+            select(func.count()).select_from(table("users"))).scalar_one())
+
+
+def _administrator(engine: Engine, authenticate: Callable[[Session], User],
+                   action: str) -> int:
+    """The id of the authenticated administrator (the users table is the same at every
+    revision, so the current models read it whatever the schema's revision)."""
+    with db.unit_of_work(engine) as session:
+        actor = authenticate(session)
+        require_role(actor, "admin", action=action)
+        session.commit()  # a login records the sign-in
+        return actor.id
+
+
+def _record(connection: Connection, actor_id: int, action: str, before: str | None,
+            after: str | None, reason: str | None) -> None:
+    """The schema change's audit event, on the migrations' connection and transaction."""
+    with Session(bind=connection, join_transaction_mode="create_savepoint") as session:
+        audit.record(session, session.get(User, actor_id), "database", "schema", action,
+                     {"revision": before}, {"revision": after}, reason)
+        session.commit()  # the savepoint: the migrations' transaction commits it all

@@ -631,7 +631,8 @@ def test_what_the_sweep_found(lotrack, database, make_user, tmp_path, args, mess
     lotrack.workdir.mkdir(parents=True, exist_ok=True)
     before, files_before = head(database), files_in(tmp_path)
     outcome = lotrack(*[a.format(tmp=tmp_path) for a in args],
-                      user="monitor.sun" if args[0] in ("report", "export") else "qa.lee")
+                      user={"report": "monitor.sun", "export": "monitor.sun",
+                            "db": "admin"}.get(args[0], "qa.lee"))
     outcome.assert_one_error(message)
     assert head(database) == before
     assert {p for p in files_in(tmp_path) - files_before if "lotrack.db" not in p.name} == set()

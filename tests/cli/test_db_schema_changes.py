@@ -1,6 +1,7 @@
 """`lotrack db downgrade`: an administrator's act with a reason, audited, and refused where
 the migrations undone would drop a table or column holding data (records are never
-deleted; the way back from an upgrade is the backup taken before it)."""
+deleted; the way back from an upgrade is the backup taken before it). `lotrack db upgrade`
+of a database with users: an administrator's, audited; of a new one: anyone's."""
 
 from __future__ import annotations
 
@@ -27,10 +28,10 @@ def trial(lotrack, database, make_user):
     return trial
 
 
-def downgrade_events(lotrack) -> list[dict]:
+def downgrade_events(lotrack, action: str = "downgrade") -> list[dict]:
     events = json.loads(lotrack.ok("audit", "log", "--json", "--entity", "database",
                                    user="monitor.sun"))
-    return [e for e in events if e["action"] == "downgrade"]
+    return [e for e in events if e["action"] == action]
 
 
 def test_a_downgrade_that_drops_only_empty_tables_is_done_and_audited(lotrack, database, trial):
@@ -94,3 +95,25 @@ def test_the_installed_script_refuses_a_wrong_password(lotrack, database, trial)
                              LOTRACK_PASSWORD="not-the-password")
     outcome.assert_one_error()
     assert db.current_revision(database.engine) == HEAD
+
+
+def test_an_upgrade_is_for_administrators_and_audited(lotrack, database, trial):
+    lotrack.ok("db", "downgrade", PREVIOUS, "--reason", "roll back the test upgrade")
+    outcome = lotrack("db", "upgrade", user="pharm.chen")
+    outcome.assert_one_error("upgrading the database needs the admin role")
+    assert db.current_revision(database.engine) == PREVIOUS
+    assert lotrack.script("db", "upgrade").stdout.strip() == f"Database at revision {HEAD}."
+    [event] = downgrade_events(lotrack, "upgrade")
+    assert event["user"] == "admin"
+    assert (event["before"], event["after"]) == ({"revision": PREVIOUS}, {"revision": HEAD})
+    lotrack.ok("db", "upgrade")  # at head already: nothing changes, nothing is recorded
+    assert len(downgrade_events(lotrack, "upgrade")) == 1
+    assert "Audit trail intact" in lotrack.ok("audit", "verify", user="monitor.sun")
+
+
+def test_a_new_database_is_upgraded_by_whoever_installs_it(empty_database, tmp_path):
+    from conftest import Lotrack
+
+    installer = Lotrack(empty_database.url, tmp_path / "home")
+    assert installer.script("db", "upgrade", user=None).exit_code == 0
+    assert db.current_revision(empty_database.engine) == HEAD
