@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from lotrack.cli.context import App, emit, output_options, pass_app
 from lotrack.cli.custody import custody_report, verify_report
 from lotrack.cli.shipments import manifest as shipment_manifest
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from lotrack.models import User
 
 
 @click.group()
@@ -53,6 +59,10 @@ def accountability(app: App, lot_number: str | None, product_code: str | None,
     Example: lotrack report accountability --out accountability.pdf
     """
     from lotrack.errors import InvalidInput
+    from lotrack.render.pdf.accountability import (
+        write_accountability_csv,
+        write_accountability_pdf,
+    )
     from lotrack.services import accountability as service
     from lotrack.services import documents
 
@@ -60,24 +70,25 @@ def accountability(app: App, lot_number: str | None, product_code: str | None,
     if suffix not in (".pdf", ".csv"):
         raise InvalidInput("--out must end in .pdf or .csv")
     tz = app.site_tz
-    content, prov = app.read(lambda s, actor: (
-        service.accountability(s, actor, lot_number, product_code),
-        documents.provenance(s, actor)))
-    if suffix == ".csv":
-        from lotrack.render.pdf.accountability import write_accountability_csv
+    meta = {"report": "accountability", "params": {"lot": lot_number, "product": product_code}}
 
-        recon = write_accountability_csv(out_path, content)
-        click.echo(f"Wrote {out_path} and {recon}.")
-    else:
-        from lotrack.render.pdf.accountability import write_accountability_pdf
+    def write(session: Session, actor: User) -> tuple[str, list[str]]:
+        # Written inside the unit of work: the record streams from the database lot by
+        # lot, so that a whole site never sits in memory. If `retrying` runs this again,
+        # the files are written again whole (the CSVs are truncated, the PDF is written at
+        # its end), and the report itself writes nothing to the database.
+        record = service.accountability_record(session, actor, lot_number, product_code)
+        prov = documents.provenance(session, actor)
+        if suffix == ".csv":
+            recon = write_accountability_csv(out_path, record)
+            return f"Wrote {out_path} and {recon}.", record.flagged
+        digest = write_accountability_pdf(out_path, record, prov, tz, meta)
+        return f"Wrote {out_path} (content sha256 {digest[:16]}).", record.flagged
 
-        meta = {"report": "accountability", "params": {"lot": lot_number, "product": product_code}}
-        digest = write_accountability_pdf(out_path, content, prov, tz, meta)
-        click.echo(f"Wrote {out_path} (content sha256 {digest[:16]}).")
-    flagged = [lot["lot"] for lot in content["lots"] if lot["reconciliation"]["flags"]]
+    done, flagged = app.read(write)
+    click.echo(done)
     if flagged:
         click.echo(f"Reconciliation differences in lot(s): {', '.join(flagged)}", err=True)
-
 
 
 @report.command("safety")

@@ -9,7 +9,8 @@ later be recomputed from the database and checked.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import zlib
+from collections.abc import Callable, Sequence
 from datetime import UTC
 from functools import lru_cache
 from pathlib import Path
@@ -21,11 +22,20 @@ from reportlab.lib.enums import TA_LEFT
 from reportlab.lib.pagesizes import A4, landscape
 from reportlab.lib.styles import ParagraphStyle, StyleSheet1, getSampleStyleSheet
 from reportlab.lib.units import mm
+from reportlab.pdfbase.pdfdoc import (
+    PDFArray,
+    PDFBase85Encode,
+    PDFDictionary,
+    PDFName,
+    PDFPage,
+    PDFStream,
+    PDFZCompress,
+)
 from reportlab.pdfgen.canvas import Canvas
 from reportlab.platypus import Flowable, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
 from lotrack.render.files import prepare_output
-from lotrack.render.provenance import Provenance, content_hash
+from lotrack.render.provenance import Provenance, StreamedContentHash, content_hash
 
 # Same input, same bytes: no random document ids or creation-time noise.
 rl_config.invariant = 1
@@ -53,8 +63,10 @@ def para(text: object, style: str = "Cell") -> Paragraph:
 def data_table(header: Sequence[str], rows: Sequence[Sequence[object]],
                widths: Sequence[float] | None = None,
                flagged: Sequence[int] = ()) -> Table:
-    """A table that splits across pages with its header repeated; flagged rows tinted."""
-    body = [[para(h) for h in header]] + [[para(c) for c in row] for row in rows]
+    """A table that splits across pages with its header repeated; flagged rows tinted.
+    A cell is text, or a flowable made already (as the accountability record's are)."""
+    body = [[para(h) for h in header]] + [
+        [c if isinstance(c, Flowable) else para(c) for c in row] for row in rows]
     table = Table(body, colWidths=widths, repeatRows=1)
     style = [
         ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#dde4ee")),
@@ -76,8 +88,10 @@ def key_values(pairs: Sequence[tuple[str, object]], width: float) -> Table:
     return table
 
 
-def _numbered_canvas(title: str, provenance: Provenance, digest: str, tz_name: str):
-    """A canvas class that draws 'page x of y' once the page count is known."""
+def _numbered_canvas(title: str, provenance: Provenance, digest_of: Callable[[], str],
+                     tz_name: str, meta: dict[str, Any] | None):
+    """A canvas class that draws 'page x of y' once the page count is known, and the content
+    hash, final by then even for a document hashed as its story is laid out."""
 
     class NumberedCanvas(Canvas):
         def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -85,18 +99,32 @@ def _numbered_canvas(title: str, provenance: Provenance, digest: str, tz_name: s
             self._pages: list[dict[str, Any]] = []
 
         def showPage(self) -> None:
-            self._pages.append(dict(self.__dict__))
+            # Each page waits for the page count as one compressed string, not as the
+            # thousands of small strings a table page is drawn with: held like that, the
+            # pages of a site's accountability record took hundreds of megabytes.
+            state = dict(self.__dict__)
+            state["_code"] = zlib.compress("\n".join(self._code).encode()) if self._code else b""
+            self._pages.append(state)
             self._startPage()
 
         def save(self) -> None:
+            digest = digest_of()
+            self.setSubject(f"content sha256 {digest}")
+            if meta:
+                self.setKeywords(report_keywords(meta, digest, tz_name, provenance))
             total = len(self._pages)
-            for state in self._pages:
+            waiting, self._pages = self._pages[::-1], []
+            while waiting:  # each page is let go once written
+                state = waiting.pop()
+                code = state.pop("_code")
                 self.__dict__.update(state)
-                self._footer(total)
+                self._code = [zlib.decompress(code).decode()] if code else []
+                self._footer(total, digest)
                 super().showPage()
+                _compress_page_now(self._doc.Pages.pages[-1])
             super().save()
 
-        def _footer(self, total: int) -> None:
+        def _footer(self, total: int, digest: str) -> None:
             width, _ = self._pagesize
             at = provenance.generated_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
             self.setFont("Helvetica", 7)
@@ -110,27 +138,52 @@ def _numbered_canvas(title: str, provenance: Provenance, digest: str, tz_name: s
     return NumberedCanvas
 
 
+def _compress_page_now(page: PDFPage) -> None:
+    """Encode a page's stream as ReportLab would when the file is written (same filters, same
+    bytes), so that a long document does not hold every page uncompressed until then."""
+    if not page.compression or not page.stream:
+        return
+    filters = [PDFBase85Encode, PDFZCompress] if rl_config.useA85 else [PDFZCompress]
+    content = page.stream
+    for encoding in reversed(filters):
+        content = encoding.encode(content)
+    # A stream whose Filter is already set is written as it is (PDFStream.format).
+    stream = PDFStream(PDFDictionary({"Filter": PDFArray([PDFName(f.pdfname) for f in filters])}),
+                       content)
+    stream.__Comment__ = "page stream"
+    page.Contents, page.stream = stream, None
+
+
 def build_pdf(path: Path, title: str, subtitle: str, story: list[Flowable],
-              provenance: Provenance, content: dict[str, Any], tz_name: str,
-              wide: bool = False, meta: dict[str, Any] | None = None,
+              provenance: Provenance, content: dict[str, Any] | StreamedContentHash,
+              tz_name: str, wide: bool = False, meta: dict[str, Any] | None = None,
               footer_title: str | None = None) -> str:
     """Write the document; returns the content hash printed on every page.
 
     `meta` (what report, with which parameters) goes into the PDF's keywords with the
-    hash, so that `lotrack report verify` can recompute the content later."""
-    digest = content_hash(content)
+    hash, so that `lotrack report verify` can recompute the content later. `content` may
+    be a StreamedContentHash that the story feeds as it is laid out (a document too large
+    to hold): the hash is final once the last page is, which is when it is written."""
+    if isinstance(content, StreamedContentHash):
+        digest_of = content.hexdigest
+    else:
+        digest = content_hash(content)
+
+        def digest_of() -> str:
+            return digest
     pagesize = landscape(A4) if wide else A4
     prepare_output(path)
     doc = SimpleDocTemplate(str(path), pagesize=pagesize, leftMargin=MARGIN,
                             rightMargin=MARGIN, topMargin=MARGIN, bottomMargin=18 * mm,
-                            title=title, author=provenance.generated_by,
-                            subject=f"content sha256 {digest}", creator="lotrack",
-                            keywords=report_keywords(meta, digest, tz_name, provenance) if meta else "")
+                            title=title, author=provenance.generated_by, creator="lotrack")
     head = [Paragraph(title, styles()["Title"]), Paragraph(subtitle, styles()["Small"]),
             Spacer(1, 4 * mm)]
-    doc.build(head + story,
-              canvasmaker=_numbered_canvas(footer_title or title, provenance, digest, tz_name))
-    return digest
+    # The story is extended in place, so that a story filled on demand (the accountability
+    # record's) stays one; doc.build consumes it either way.
+    story[0:0] = head
+    doc.build(story, canvasmaker=_numbered_canvas(footer_title or title, provenance,
+                                                  digest_of, tz_name, meta))
+    return digest_of()
 
 
 def report_keywords(meta: dict[str, Any], digest: str, tz_name: str,
