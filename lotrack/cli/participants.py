@@ -64,12 +64,9 @@ def list_(app: App, as_json: bool) -> None:
     Example: lotrack participant list --json
     """
     from lotrack.render.tables import table
-    from lotrack.services import participants
+    from lotrack.services.participant_views import participant_rows
 
-    rows = app.read(lambda s, actor: [
-        {"subject": p.subject_id, "group": p.group_code, "status": p.status,
-         "consented": p.consented_on.isoformat(), "age": p.age_at_consent,
-         "cycles": len(p.cycles)} for p in participants.list_participants(s)])
+    rows = app.read(lambda s, actor: participant_rows(s))
     emit(rows, as_json, lambda: table(rows))
 
 

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from lotrack.cli.context import App, emit, output_options, pass_app
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from lotrack.models import User
 
 RELATEDNESS = ("unrelated", "unlikely", "possible", "probable", "definite")
 OUTCOMES = ("recovered", "recovering", "not_recovered", "recovered_with_sequelae", "fatal",
@@ -193,12 +198,29 @@ def sdtm(app: App, out_dir: Path) -> None:
 
     Example: lotrack export sdtm --out ./sdtm
     """
-    from lotrack.render.sdtm import write_datasets
+    from lotrack.db import retrying
+    from lotrack.render.sdtm import write_records
     from lotrack.services import sdtm as service
 
     tz = app.site_tz
-    datasets = app.read(lambda s, actor: service.sdtm_datasets(s, actor, tz))
-    written = write_datasets(out_dir, datasets)
-    counts = ", ".join(f"{d.name} {len(d.rows)}" for d in datasets)
-    click.echo(f"Wrote {len(written)} files to {out_dir}/ ({counts} rows); times are local "
+
+    def checked(session: Session, actor: User) -> User:
+        service.require_exporter(actor)
+        return actor
+
+    # Signing in (which refreshes the login session) and the role check commit first; the
+    # records are then read and written as they come, in one read-only transaction of their
+    # own: one snapshot of the trial (REPEATABLE READ on PostgreSQL, where READ COMMITTED
+    # would let the doses and the adverse events be read at different commits; an SQLite
+    # transaction is one snapshot already). Should it have to run again, it rewrites every
+    # file from the start, and the files take their names only once all is written.
+    actor = app.read(checked)
+    engine = app.engine()
+    if engine.dialect.name == "postgresql":
+        engine = engine.execution_options(isolation_level="REPEATABLE READ",
+                                          postgresql_readonly=True)
+    counts = retrying(engine, lambda s: write_records(
+        out_dir, service.DATASETS, service.sdtm_records(s, actor, tz)))
+    listed = ", ".join(f"{name} {count}" for name, count in counts.items())
+    click.echo(f"Wrote {len(counts)} files to {out_dir}/ ({listed} rows); times are local "
                f"site time ({tz.key}).")

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
 from lotrack.cli.context import App, emit, output_options, pass_app
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from lotrack.models import User
 
 
 @click.group()
@@ -97,10 +104,46 @@ def vial_list(app: App, lot_number: str | None, site: str | None, dispensable: b
         raise InvalidInput("give --lot LOT or --site SITE (and --dispensable for usable stock)")
     if lot_number and not site and not dispensable:
         rows = app.read(lambda s, actor: vial_rows(s, actor, lot_number, product_code))
+    elif not dispensable:
+        _stored_vials(app, site, product_code, lot_number, as_json)
+        return
     else:
         rows = app.read(lambda s, actor: stock_rows(s, actor, site, product_code, lot_number,
                                                     dispensable, app.site_tz))
     emit(rows, as_json, lambda: table(rows, empty="(no vial)"))
+
+
+def _stored_vials(app: App, site: str | None, product_code: str | None,
+                  lot_number: str | None, as_json: bool) -> None:
+    """A site's stock (half a million vials at sponsor scale), as the same text `emit` would
+    print, read as it is written: into a temporary file while the transaction is open, then
+    from it to the terminal, so that writers (who wait for an SQLite reader's transaction)
+    are not held up by a slow terminal or a pager."""
+    import tempfile
+
+    from lotrack.render.tables import aligned_lines, json_array
+    from lotrack.services.vial_views import stock_listing
+
+    with tempfile.TemporaryFile("w+", encoding="utf-8") as spool:
+        def write(session: Session, actor: User) -> None:
+            spool.seek(0)
+            spool.truncate()
+            listing = stock_listing(session, actor, site, product_code, lot_number,
+                                    with_widths=not as_json)
+            if as_json:
+                spool.writelines(json_array(listing.rows))
+            elif listing.widths is None:
+                spool.write("(no vial)")
+            else:
+                lines = aligned_lines(listing.rows, listing.widths)
+                spool.write(next(lines))
+                spool.writelines("\n" + line for line in lines)
+            spool.write("\n")
+
+        app.read(write)
+        spool.seek(0)
+        while chunk := spool.read(1 << 16):
+            click.echo(chunk, nl=False)
 
 
 @vial.command("show")

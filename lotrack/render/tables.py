@@ -69,6 +69,19 @@ def table(rows: Sequence[Mapping[str, object]], columns: Sequence[str] | None = 
     return "\n".join(lines)
 
 
+def aligned_lines(rows: Iterable[Mapping[str, object]], widths: Mapping[str, int]
+                  ) -> Iterator[str]:
+    """The lines of table(rows), the widest value of each column known beforehand
+    (`widths`, by column, in the columns' order): a table of any length, aligned as one,
+    in the memory of one row. The caller gives `table`'s `empty` text when there are no rows."""
+    cols = list(widths)
+    full = [max(len(c), widths[c]) for c in cols]
+    yield "  ".join(c.ljust(w) for c, w in zip(cols, full, strict=True)).rstrip()
+    yield "  ".join("-" * w for w in full)
+    for row in rows:
+        yield "  ".join(_cell(row.get(c)).ljust(w) for c, w in zip(cols, full, strict=True)).rstrip()
+
+
 def table_pages(pages: Iterable[Sequence[Mapping[str, object]]], columns: Sequence[str],
                 empty: str = "(none)") -> Iterator[str]:
     """Rows arriving in pages, each page aligned on its own with its header, pages

@@ -2,18 +2,34 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from lotrack.models import User
 from lotrack.models.audit import Signature
-from lotrack.models.participants import Hysteroscopy, Surgery
+from lotrack.models.participants import Hysteroscopy, Participant, Surgery, TreatmentCycle
 from lotrack.services.participants import ENROLMENT_MEANING, cycles, get_participant
 from lotrack.services.protocols import protocol_content
 from lotrack.services.roles import require_role
 from lotrack.services.schedule import _doses_with_vials
 
 READERS = ("admin", "pharmacist", "qa", "investigator", "monitor")
+
+
+def participant_rows(session: Session) -> list[dict[str, object]]:
+    """Every participant with group, status and number of cycles, in one query (counting
+    each participant's cycles by loading them took one query per participant)."""
+    cycle_counts = (select(TreatmentCycle.participant_id, func.count().label("cycles"))
+                    .group_by(TreatmentCycle.participant_id).subquery())
+    rows = session.execute(
+        select(Participant.subject_id, Participant.group_code, Participant.status,
+               Participant.consented_on, Participant.age_at_consent,
+               func.coalesce(cycle_counts.c.cycles, 0).label("cycles"))
+        .outerjoin(cycle_counts, cycle_counts.c.participant_id == Participant.id)
+        .order_by(Participant.subject_id))
+    return [{"subject": r.subject_id, "group": r.group_code, "status": r.status,
+             "consented": r.consented_on.isoformat(), "age": r.age_at_consent,
+             "cycles": r.cycles} for r in rows]
 
 
 def participant_detail(session: Session, actor: User, subject_id: str) -> dict[str, object]:
