@@ -25,7 +25,7 @@ def _state_dir() -> Path:
 def parse_timezone(name: str) -> ZoneInfo:
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
+    except (ZoneInfoNotFoundError, ValueError, OSError) as exc:  # OSError: a name too long
         raise InvalidInput(f"unknown time zone {name!r} (use an IANA name such as Asia/Shanghai)") from exc
 
 
@@ -40,13 +40,13 @@ def same_zone(first: ZoneInfo, second: ZoneInfo) -> bool:
 
 
 def _rules(key: str) -> bytes | None:
-    for root in TZPATH:
-        path = Path(root) / key
-        if path.is_file():
-            return path.read_bytes()
     try:
+        for root in TZPATH:
+            path = Path(root) / key
+            if path.is_file():
+                return path.read_bytes()
         return resources.files("tzdata.zoneinfo").joinpath(*key.split("/")).read_bytes()
-    except (ModuleNotFoundError, OSError):
+    except (ModuleNotFoundError, OSError):  # no tzdata package, or no such file
         return None
 
 
