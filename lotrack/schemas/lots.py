@@ -202,6 +202,15 @@ class LotIn(_Strict):
     passage: int = Field(default=0, ge=0, le=200)
     fill_volume_ml: float | None = Field(default=None, gt=0, le=1000)
 
+    @field_validator("expiry_time")
+    @classmethod
+    def _site_time(cls, value: time | None) -> time | None:
+        # Stored as a time of day without a zone: an offset would be dropped on the way in
+        # (and the audit trail would then hold another time than the record).
+        if value is not None and value.tzinfo is not None:
+            raise ValueError("the expiry time is site time: give it without an offset or Z")
+        return value
+
     @model_validator(mode="after")
     def _dates(self) -> LotIn:
         if self.expiry_on <= self.manufactured_on:

@@ -57,7 +57,7 @@ def load_template(name: str | None, kind: str) -> LabelTemplate:
     path = Path(chosen)
     if path.suffix != ".toml":
         path = templates_dir() / f"{chosen}.toml"
-        if not path.is_file():
+        if not _is_file(path):
             names = ", ".join(p.stem for p in sorted(templates_dir().glob("*.toml")))
             raise NotFound(f"no label template {chosen!r} (there are: {names})")
     template = read_template(path)
@@ -65,6 +65,13 @@ def load_template(name: str | None, kind: str) -> LabelTemplate:
         raise InvalidInput(f"template {template.template.name} is for {template.template.kind} "
                            f"labels, not {kind} labels")
     return template
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError:  # a name longer than the file system allows is no template either
+        return False
 
 
 def _common(product: Product, protocol: ProtocolFile) -> dict[str, str]:

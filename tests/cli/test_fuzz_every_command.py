@@ -611,6 +611,13 @@ BIG = str(10**30)
 
 @pytest.mark.parametrize(("args", "message"), [
     (["db", "upgrade", ""], "give the revision"),  # Alembic asserted
+    # An expiry time with an offset was stored without it: the record then differed from
+    # its audited state, and `audit verify` failed.
+    (["lot", "register", "L900", "--product", "IPSEXO", "--manufactured", "2026-01-10",
+      "--expiry", "2026-12-31T18:00+14:00", "--vials", "1"], "without an offset"),
+    # A template name longer than a file name may be raised OSError (file name too long).
+    (["label", "vials", "L001", "--template", "x" * 1000, "--out", "{tmp}/v.pdf"],
+     "no label template"),
     # Integers past SQLite's 64 bits overflowed in the driver.
     (["audit", "log", "--limit", BIG], "'--limit'"),
     (["spec", "show", "IPSEXO", "--version", BIG], "'--version'"),
