@@ -20,7 +20,15 @@ from lotrack import audit
 from lotrack.config import parse_timezone
 from lotrack.errors import InvalidInput
 from lotrack.models import User
-from lotrack.render.provenance import content_hash
+from lotrack.render.provenance import StreamedContentHash, content_hash
+
+
+@dataclass(frozen=True)
+class Recomputed:
+    """A report's content as the database gives it now: its hash and its counts."""
+
+    sha256: str
+    summary: dict[str, Any]
 
 
 def _custody(session: Session, actor: User, params: dict[str, Any], tz: ZoneInfo) -> dict[str, Any]:
@@ -39,10 +47,18 @@ def _coa(session: Session, actor: User, params: dict[str, Any], tz: ZoneInfo) ->
 
 
 def _accountability(session: Session, actor: User, params: dict[str, Any],
-                    tz: ZoneInfo) -> dict[str, Any]:
-    from lotrack.services.accountability import accountability
+                    tz: ZoneInfo) -> Recomputed:
+    """Hashed lot by lot as the record is read, the way the PDF was written: a site's
+    record held whole took over 500 MB at sponsor scale."""
+    from lotrack.services.accountability import accountability_record
 
-    return accountability(session, actor, params.get("lot"), params.get("product"))
+    record = accountability_record(session, actor, params.get("lot"), params.get("product"))
+    digest = StreamedContentHash(record.head(), "lots")
+    lines = 0
+    for lot in record.lots:
+        digest.add(lot)
+        lines += len(lot["lines"])
+    return Recomputed(digest.hexdigest(), {"lines": lines})
 
 
 def _manifest(session: Session, actor: User, params: dict[str, Any],
@@ -72,7 +88,8 @@ def _consistency(session: Session, actor: User, params: dict[str, Any],
                               baseline_explicit=bool(params.get("baseline_explicit")), site_tz=tz)
 
 
-RECOMPUTE: dict[str, Callable[[Session, User, dict[str, Any], ZoneInfo], dict[str, Any]]] = {
+RECOMPUTE: dict[str, Callable[[Session, User, dict[str, Any], ZoneInfo],
+                               dict[str, Any] | Recomputed]] = {
     "custody": _custody, "coa": _coa, "accountability": _accountability, "manifest": _manifest,
     "safety": _safety, "consistency": _consistency,
 }
@@ -93,6 +110,7 @@ class PdfClaims:
     printed: set[str] = field(default_factory=set)
     audit_seq: int | None = None  # the audit chain head when the report was generated
     generated_at: str | None = None
+    pages_without_hash: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -119,8 +137,6 @@ def summary_of(report: str, content: dict[str, Any]) -> dict[str, Any]:
         return {"results": len(content["results"]), "signatures": len(content["signatures"])}
     if report == "manifest":
         return {"vials": content["count"]}
-    if report == "accountability":
-        return {"lines": sum(len(lot["lines"]) for lot in content.get("lots", []))}
     return {"lots": len(content.get("lots", []))}
 
 
@@ -133,17 +149,27 @@ def verify(session: Session, actor: User, claims: PdfClaims) -> Verdict:
         # Recomputed as of the report's audit head: later activity does not make it wrong.
         params |= {"_audit_seq": claims.audit_seq, "_generated_at": claims.generated_at}
     content = recompute(session, actor, params, parse_timezone(claims.tz))
-    digest = content_hash(content)
+    now = content if isinstance(content, Recomputed) else Recomputed(
+        content_hash(content), summary_of(claims.report, content))
     problems = []
     if claims.printed != {claims.sha256}:
         problems.append("the hash printed on the pages is not the one in the PDF's keywords: "
                         "the file was altered after lotrack wrote it")
-    if digest != claims.sha256:
+    if claims.pages_without_hash:
+        problems.append(f"{_pages(claims.pages_without_hash)} no content hash: lotrack prints it "
+                        "on every page, so the file was altered after lotrack wrote it")
+    if now.sha256 != claims.sha256:
         problems.append("the database no longer gives the content this report shows")
     # The content is derived from the audit trail: say whether the trail itself holds.
     chain = audit.verify(session)
     if not chain.ok:
         problems.append(f"the audit trail fails verification ({len(chain.problems)} problem(s), "
                         f"first: {chain.problems[0]})")
-    return Verdict(claims.report, claims.params, claims.sha256, digest, problems, claims.summary,
-                   summary_of(claims.report, content))
+    return Verdict(claims.report, claims.params, claims.sha256, now.sha256, problems,
+                   claims.summary, now.summary)
+
+
+def _pages(numbers: list[int]) -> str:
+    shown = ", ".join(str(n) for n in numbers[:10])
+    more = f" and {len(numbers) - 10} more" if len(numbers) > 10 else ""
+    return f"page {shown} carries" if len(numbers) == 1 else f"pages {shown}{more} carry"

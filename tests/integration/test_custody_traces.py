@@ -260,3 +260,42 @@ def test_a_wasted_dose_is_no_exposure(database, make_user):
     assert data["participants"] == []
     first = data["vials"][0]
     assert (first["serial"], first["status"], first["participant"]) == (serial, "wasted", "S-001")
+
+
+def _rewrite_footer(path, out, rewrite):
+    """The PDF with the footer of its first page rewritten in the page's content stream."""
+    from pypdf import PdfReader, PdfWriter
+
+    writer = PdfWriter(clone_from=PdfReader(path))
+    page = writer.pages[0]
+    contents = page.get_contents()
+    data = contents.get_data()
+    start = data.index(b"(Content SHA-256 ")
+    end = data.index(b")", start) + 1
+    contents.set_data(data[:start] + rewrite(data[start:end]) + data[end:])
+    page.replace_contents(contents)
+    with out.open("wb") as handle:
+        writer.write(handle)
+    return out
+
+
+def test_a_page_stripped_of_its_printed_hash_is_caught(scenario, tmp_path):
+    trial, _, _, a, _, _ = scenario
+    path = _write(trial, tmp_path, serial=a[0])
+    stripped = _rewrite_footer(path, tmp_path / "stripped.pdf", lambda drawn: b"()")
+    verdict = read(trial, lambda s, u: report_check.verify(s, u, read_claims(stripped)))
+    assert not verdict.matches
+    assert verdict.problems == ["page 1 carries no content hash: lotrack prints it on every "
+                                "page, so the file was altered after lotrack wrote it"]
+
+
+def test_a_footer_written_differently_is_still_read(scenario, tmp_path):
+    """A tool that rewrites the file may draw the footer as a hex string: the page's text
+    is extracted instead of its stream searched, and the report still verifies."""
+    trial, _, _, a, _, _ = scenario
+    path = _write(trial, tmp_path, serial=a[0])
+    hexed = _rewrite_footer(path, tmp_path / "hexed.pdf",
+                            lambda drawn: b"<" + drawn[1:-1].hex().encode() + b">")
+    assert b"(Content SHA-256" not in hexed.read_bytes()
+    verdict = read(trial, lambda s, u: report_check.verify(s, u, read_claims(hexed)))
+    assert verdict.matches, verdict.problems
