@@ -4,6 +4,9 @@ failed command leaves no file behind."""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from lotrack.errors import InvalidInput
@@ -29,3 +32,18 @@ def prepare_folder(folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise InvalidInput(f"cannot make folder {folder}: {exc.strerror or exc}") from None
+
+
+@contextmanager
+def written_whole(paths: Sequence[Path]) -> Iterator[list[Path]]:
+    """Temporary paths to write `paths` through: each takes its own name only once all
+    are written, so that a write that fails half way (a lost connection, a full disk)
+    leaves no partial file behind, nor replaces an earlier file with one."""
+    partial = [path.with_name(f".{path.name}.partial") for path in paths]
+    try:
+        yield partial
+        for done, path in zip(partial, paths, strict=True):
+            os.replace(done, path)
+    finally:
+        for done in partial:
+            done.unlink(missing_ok=True)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import os
 from collections.abc import Iterable, Sequence
 from contextlib import ExitStack
 from operator import itemgetter
@@ -11,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lotrack.errors import InvalidInput
-from lotrack.render.files import prepare_folder
+from lotrack.render.files import prepare_folder, written_whole
 
 if TYPE_CHECKING:
     from lotrack.services.sdtm import Dataset, Record
@@ -34,10 +33,11 @@ def write_records(folder: Path, datasets: Sequence[tuple[str, tuple[str, ...]]],
     a previous export's."""
     prepare_folder(folder)  # before the try: a refused folder has no partial file to remove
     names = [name for name, _ in datasets]
-    partial = {name: folder / f".{name}.csv.partial" for name in names}
     counts = dict.fromkeys(names, 0)
     try:
-        with ExitStack() as files:
+        with written_whole([folder / f"{name}.csv" for name in names]) as paths, \
+                ExitStack() as files:
+            partial = dict(zip(names, paths, strict=True))
             writers = {}
             for name, columns in datasets:
                 handle = files.enter_context(partial[name].open("w", newline="",
@@ -52,11 +52,6 @@ def write_records(folder: Path, datasets: Sequence[tuple[str, tuple[str, ...]]],
                 write, values = writers[name]
                 write(values(row))
                 counts[name] += 1
-        for name in names:
-            os.replace(partial[name], folder / f"{name}.csv")
     except OSError as exc:  # a full disk, a folder named EX.csv, no permission
         raise InvalidInput(f"cannot write in {folder}: {exc.strerror or exc}") from None
-    finally:
-        for path in partial.values():
-            path.unlink(missing_ok=True)
     return counts

@@ -175,3 +175,38 @@ def test_an_unknown_lot_is_refused_before_anything_is_read(trial):
 
     with pytest.raises(NotFound, match="NOPE"):
         read(trial, lambda s, a: accountability_record(s, a, "NOPE"))
+
+
+def test_a_csv_that_fails_half_way_leaves_the_previous_one(site, tmp_path):
+    trial, _ = site
+    out = tmp_path / "darf.csv"
+    read(trial, lambda s, a: write_accountability_csv(out, accountability_record(s, a, None)))
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+
+    def failing(session, actor):
+        record = accountability_record(session, actor, None)
+        lots = record.lots
+
+        def lost_after_one():
+            yield next(lots)
+            raise RuntimeError("connection lost")
+        record.lots = lost_after_one()
+        return write_accountability_csv(out, record)
+
+    with pytest.raises(RuntimeError, match="connection lost"):
+        read(trial, failing)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
+def test_verify_counts_the_lines_it_recomputes(site, tmp_path):
+    trial, _ = site
+    meta = {"report": "accountability", "params": {"lot": None, "product": None}}
+    whole = read(trial, lambda s, a: accountability(s, a, None))
+    read(trial, lambda s, a: write_accountability_pdf(
+        tmp_path / "darf.pdf", accountability_record(s, a, None),
+        documents.provenance(s, a), UTC_TZ, meta))
+    verdict = read(trial, lambda s, a: report_check.verify(s, a, read_claims(
+        tmp_path / "darf.pdf")))
+    assert verdict.matches
+    assert verdict.summary_now == {"lines": sum(len(lot["lines"]) for lot in whole["lots"])} \
+        == {"lines": 10}

@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo
 from reportlab.lib.units import mm
 from reportlab.platypus import CondPageBreak, Flowable, Paragraph, Spacer
 
-from lotrack.render.files import prepare_output
+from lotrack.render.files import prepare_output, written_whole
 from lotrack.render.pdf.base import Provenance, build_pdf, data_table, para, styles, usable_width
 from lotrack.render.provenance import StreamedContentHash
 from lotrack.render.tables import site_time
@@ -165,12 +165,13 @@ def _line_date(value: str | None, tz: ZoneInfo) -> str:
 def write_accountability_csv(path: Path,
                              content: AccountabilityRecord | dict[str, Any]) -> Path:
     """The DARF lines to `path`, lot by lot; the reconciliation beside it as
-    <stem>-reconciliation.csv, whose path is returned."""
+    <stem>-reconciliation.csv, whose path is returned. Both appear only once whole."""
     record = as_record(content)
     prepare_output(path)
     recon_path = path.with_name(f"{path.stem}-reconciliation.csv")
-    with path.open("w", newline="", encoding="utf-8") as lines_file, \
-            recon_path.open("w", newline="", encoding="utf-8") as recon_file:
+    with written_whole([path, recon_path]) as (lines_path, partial_recon), \
+            lines_path.open("w", newline="", encoding="utf-8") as lines_file, \
+            partial_recon.open("w", newline="", encoding="utf-8") as recon_file:
         lines = csv.DictWriter(lines_file, ["lot", "product", *LINE_COLUMNS])
         lines.writeheader()
         recon = csv.DictWriter(recon_file, RECONCILIATION_COLUMNS)
