@@ -66,7 +66,7 @@ def list_(app: App, as_json: bool) -> None:
     from lotrack.render.tables import table
     from lotrack.services.participant_views import participant_rows
 
-    rows = app.read(lambda s, actor: participant_rows(s))
+    rows = app.read(participant_rows)
     emit(rows, as_json, lambda: table(rows))
 
 

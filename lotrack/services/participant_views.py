@@ -16,9 +16,10 @@ from lotrack.services.schedule import _doses_with_vials
 READERS = ("admin", "pharmacist", "qa", "investigator", "monitor")
 
 
-def participant_rows(session: Session) -> list[dict[str, object]]:
+def participant_rows(session: Session, actor: User) -> list[dict[str, object]]:
     """Every participant with group, status and number of cycles, in one query (counting
     each participant's cycles by loading them took one query per participant)."""
+    require_role(actor, *READERS, action="listing participants")
     cycle_counts = (select(TreatmentCycle.participant_id, func.count().label("cycles"))
                     .group_by(TreatmentCycle.participant_id).subquery())
     rows = session.execute(

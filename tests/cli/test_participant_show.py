@@ -37,3 +37,13 @@ def test_a_participant_with_a_dispensed_dose_shows_dose_vial_and_lot(lotrack, tr
 def test_an_unknown_subject_gives_one_error_line(lotrack, trial):
     outcome = lotrack.refuses("participant", "show", "S-404", user="monitor.sun", message="S-404")
     assert len(outcome.stderr.strip().splitlines()) == 1
+
+
+def test_participant_list_shows_each_participant_with_its_cycles(lotrack, trial):
+    trial.enroll_and_operate("S-002", "MID", T0)
+    trial.enroll_and_operate("S-001", "LOW", T0)
+    rows = json.loads(lotrack.ok("participant", "list", "--json", user="monitor.sun"))
+    assert [(r["subject"], r["group"], r["status"], r["cycles"]) for r in rows] == [
+        ("S-001", "LOW", "enrolled", 1), ("S-002", "MID", "enrolled", 1)]
+    text = lotrack.ok("participant", "list", user="monitor.sun")
+    assert text.index("S-001") < text.index("S-002")
