@@ -83,6 +83,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--work", type=Path, help="work directory; reuses the data set an "
                         "earlier run built there")
+    parser.add_argument("--build-only", action="store_true", help="build the data set in "
+                        "--work and stop: measure later, on an idle machine")
     args = parser.parse_args()
 
     from build import PASSWORD, SCALES, Built, build
@@ -110,6 +112,9 @@ def main() -> None:
                       lambda m: print(f"  {time.perf_counter() - started:7.0f} s  {m}", flush=True))
         build_s = time.perf_counter() - started
         saved.write_text(json.dumps(asdict(built)))
+        print(f"Built in {build_s:.0f} s")
+    if args.build_only:
+        return
     if engine.dialect.name == "postgresql":
         analyze(engine)
     env = {"LOTRACK_DB": url, "LOTRACK_HOME": str(work / "home"), "LOTRACK_TZ": "UTC",
