@@ -297,6 +297,10 @@ def read_commands(built, serial: str, work: Path) -> list[list[str]]:
         ["report", "custody", "--lot", big, "--out", str(out / "custody.pdf")],
         ["report", "coa", big, "--out", str(out / "coa.pdf")],
         ["export", "sdtm", "--out", str(out / "sdtm")],
+        # Each report written above, read back and recomputed.
+        *(["report", "verify", str(out / name)] for name in (
+            "safety.pdf", "consistency.pdf", "darf-lot.pdf", "darf-site.pdf", "custody.pdf",
+            "coa.pdf")),
     ]
 
 
