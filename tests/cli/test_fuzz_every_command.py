@@ -24,7 +24,7 @@ import click
 import pytest
 from hypothesis import HealthCheck, Phase, event, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import select
+from sqlalchemy import func, literal, select, union_all
 from test_fuzz import DATE, HOSTILE, NUMBER, TEXT, head, safe_file_name
 from test_fuzz import site as site  # the fuzzed site of test_fuzz.py, extended below
 from trialkit import PASSWORD, PROTOCOL
@@ -32,6 +32,7 @@ from trialkit import PASSWORD, PROTOCOL
 from lotrack import db
 from lotrack.cli.main import cli
 from lotrack.models import AuditEvent, User
+from lotrack.models.base import Base
 from lotrack.schemas.lots import shipped_spec_path
 from lotrack.schemas.protocol import default_protocol_path
 from lotrack.services import auth, site_settings, users
@@ -478,8 +479,21 @@ def draw_example(data: st.DataObject, site_: Site, name: str, command: click.Com
 FAILED_PASSWORD_EVENTS = {"login_failed", "locked"}
 
 
-def files_in(*folders: Path) -> set[Path]:
-    return {p for folder in folders for p in folder.rglob("*")}
+def files_in(*folders: Path) -> dict[Path, tuple[int, int]]:
+    """Every path under `folders` with its size and modification time: a failed command
+    must neither add a file nor overwrite or truncate one."""
+    return {p: (stat.st_size, stat.st_mtime_ns) for folder in folders for p in folder.rglob("*")
+            for stat in (p.stat(),)}
+
+
+def row_counts(database) -> dict[str, int]:
+    """Rows in every table but the audit trail's (checked by its head), in one query: a
+    failed command must not add or remove a record the audit trail does not cover."""
+    tables = [t for t in Base.metadata.sorted_tables
+              if t.name not in ("audit_events", "audit_head")]
+    query = union_all(*(select(literal(t.name), func.count()).select_from(t) for t in tables))
+    with db.unit_of_work(database.engine) as session:
+        return {name: count for name, count in session.execute(query)}
 
 
 def events_since(database, seq: int) -> list[str]:
@@ -490,6 +504,7 @@ def events_since(database, seq: int) -> list[str]:
 
 def run_example(lotrack, database, site_: Site, name: str, example: Example) -> None:
     before, files_before = head(database), files_in(site_.out, site_.work)
+    rows_before = row_counts(database)
     where = f"`lotrack {name}` as {example.user}, argv {example.argv!r}, stdin {example.stdin!r}"
     try:
         outcome = lotrack(*name.split(), *example.argv, user=example.user, input=example.stdin)
@@ -513,8 +528,13 @@ def run_example(lotrack, database, site_: Site, name: str, example: Example) -> 
     if after != before:
         written = events_since(database, before[0])
         assert set(written) <= FAILED_PASSWORD_EVENTS, (said, "a failed command wrote", written)
-    new_files = files_in(site_.out, site_.work) - files_before
-    assert not new_files, (said, "a failed command left files", sorted(map(str, new_files)))
+    files_after = files_in(site_.out, site_.work)
+    changed = sorted(str(p) for p in files_after.keys() | files_before.keys()
+                     if files_after.get(p) != files_before.get(p))
+    assert not changed, (said, "a failed command added or changed files", changed)
+    rows_after = row_counts(database)
+    assert rows_after == rows_before, (said, "a failed command added or removed rows", {
+        t: (rows_before.get(t), n) for t, n in rows_after.items() if rows_before.get(t) != n})
 
 
 def put_staff_right(database) -> None:
@@ -645,4 +665,5 @@ def test_what_the_sweep_found(lotrack, database, make_user, tmp_path, args, mess
                             "db": "admin"}.get(args[0], "qa.lee"))
     outcome.assert_one_error(message)
     assert head(database) == before
-    assert {p for p in files_in(tmp_path) - files_before if "lotrack.db" not in p.name} == set()
+    assert {p for p in files_in(tmp_path).keys() - files_before.keys()
+            if "lotrack.db" not in p.name} == set()
