@@ -158,34 +158,17 @@ def restore(app: App, file: Path, yes: bool) -> None:
 
     Example: lotrack db restore backups/lotrack-2026-05-04.db --yes
     """
-    from lotrack import db as database_module
     from lotrack.errors import InvalidInput
-    from lotrack.migrations_head import HEAD
     from lotrack.services import backups
 
     database = backups.sqlite_file(app.settings.db_url, "restore")
     if not yes:
         raise InvalidInput(f"restoring replaces every record in {database} with those in {file}: "
                            "give --yes to confirm")
-    staged = backups.stage_restore(file, database)
-    try:
-        digest = backups.sha256_of(file)
-        engine = database_module.make_engine(f"sqlite:///{staged}")
-        try:
-            revision = database_module.current_revision(engine)
-            if revision is None:
-                raise InvalidInput(f"{file} is not a lotrack database (it has no schema revision)")
-            if revision != HEAD:
-                database_module.upgrade(engine)
-            report = database_module.retrying(engine, lambda s: backups.accept_restore(
-                s, app.current_user(s), file, digest, database))
-        finally:
-            engine.dispose()
-        kept = backups.replace_database(staged, database, lambda: backups.replaced_name(database))
-    finally:
-        backups.remove_database_files(staged)
-    upgraded = f", upgraded from revision {revision}" if revision != HEAD else ""
-    click.echo(f"Restored {file} (sha256 {digest}) into {database}{upgraded}: audit trail "
-               f"intact, {report.events + 1} events.")
-    if kept is not None:
-        click.echo(f"The database it replaced is kept as {kept}.")
+    done = backups.restore(file, database, app.current_user)
+    upgraded = (f", upgraded from revision {done.upgraded_from}"
+                if done.upgraded_from is not None else "")
+    click.echo(f"Restored {done.file} (sha256 {done.sha256}) into {done.database}{upgraded}: "
+               f"audit trail intact, {done.events} events.")
+    if done.replaced is not None:
+        click.echo(f"The database it replaced is kept as {done.replaced}.")

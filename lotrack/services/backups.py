@@ -8,7 +8,10 @@ its own tools for this (pg_dump, pg_restore); lotrack does not wrap them.
 Both are administrator actions and both are audited: the backup event is committed in
 the source database before the copy is taken, so the backup carries the record of its
 own making; the restore event is committed in the restored copy before it replaces the
-database, so the database in use says where it came from.
+database, so the database in use says where it came from. A backup written by an older
+lotrack is upgraded as `lotrack db upgrade` upgrades a database (services/schema_changes:
+an administrator's act, its audit event written in the migrations' own transaction, on
+the chain of the backup's events), and the restore event says from which revision.
 """
 
 from __future__ import annotations
@@ -23,13 +26,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import Session
 
-from lotrack import audit
+from lotrack import audit, db
 from lotrack.errors import DatabaseError, IntegrityFailure, InvalidInput, RuleViolation
+from lotrack.migrations_head import HEAD
 from lotrack.models import User
 from lotrack.models.base import utcnow
+from lotrack.services import schema_changes
 from lotrack.services.roles import require_role
 
 SQLITE_HEADER = b"SQLite format 3\x00"
@@ -52,9 +57,9 @@ class RestoreDone:
     file: Path
     sha256: str
     database: Path
-    replaced: Path | None
-    events: int
-    upgraded_from: str | None
+    replaced: Path | None  # where the database replaced is kept
+    events: int  # the restored audit trail's, the restore event included
+    upgraded_from: str | None  # the backup's schema revision, when older than this lotrack's
 
 
 @contextmanager
@@ -194,9 +199,10 @@ def stage_restore(file: Path, database: Path) -> Path:
 
 
 def accept_restore(session: Session, actor: User, file: Path, sha256: str,
-                   database: Path) -> audit.VerifyReport:
+                   database: Path, upgraded_from: str | None = None) -> audit.VerifyReport:
     """On the staged copy: the actor is an administrator of the backup's users and the
-    backup's audit trail verifies; then the restore is recorded in it."""
+    backup's audit trail verifies; then the restore is recorded in it, with the revision
+    the backup was upgraded from (None: it was at this lotrack's) and to."""
     require_role(actor, "admin", action="restoring the database")
     report = audit.verify(session)
     if not report.ok:
@@ -204,8 +210,53 @@ def accept_restore(session: Session, actor: User, file: Path, sha256: str,
                                f"{'; ...' if len(report.problems) > 1 else ''}); nothing was "
                                "restored")
     audit.record(session, actor, "database", file.name, "restore", None,
-                 {"file": str(file), "sha256": sha256, "database": str(database)})
+                 {"file": str(file), "sha256": sha256, "database": str(database),
+                  "upgraded_from": upgraded_from,
+                  "upgraded_to": HEAD if upgraded_from is not None else None})
     return report
+
+
+def restore(file: Path, database: Path, authenticate: Callable[[Session], User]) -> RestoreDone:
+    """Replace the SQLite `database` with the backup `file`, as an administrator of the
+    backup's users (`authenticate` reads the actor in the backup).
+
+    The backup is copied beside the database; a copy without a schema revision is not a
+    lotrack database; one from an older lotrack is upgraded through schema_changes.upgrade
+    (admin-checked, its upgrade event on the backup's audit chain); its audit trail is
+    verified and the restore recorded in it; then it is copied over the database, the
+    database replaced being kept beside it. Whatever fails, the copy is removed and the
+    database is as it was."""
+    staged = stage_restore(file, database)
+    try:
+        digest = sha256_of(file)
+        engine = db.make_engine(f"sqlite:///{staged}")
+        try:
+            upgraded_from = _upgrade_staged(engine, file, authenticate)
+            report = db.retrying(engine, lambda s: accept_restore(
+                s, authenticate(s), file, digest, database, upgraded_from))
+        finally:
+            engine.dispose()
+        kept = replace_database(staged, database, lambda: replaced_name(database))
+    finally:
+        remove_database_files(staged)
+    return RestoreDone(file, digest, database, kept, report.events + 1, upgraded_from)
+
+
+def _upgrade_staged(engine: Engine, file: Path,
+                    authenticate: Callable[[Session], User]) -> str | None:
+    """Bring the staged copy to this lotrack's schema; the revision it was at when older."""
+    revision = db.current_revision(engine)
+    if revision is None:
+        raise InvalidInput(f"{file} is not a lotrack database (it has no schema revision)")
+    if revision == HEAD:
+        return None
+    if revision not in schema_changes.revisions():
+        raise InvalidInput(f"{file} is at schema revision {revision}, which this lotrack (at "
+                           f"{HEAD}) does not know: restore it with the lotrack that wrote it")
+    # Refused as a restore before anything is upgraded, then upgraded as `db upgrade` does.
+    with db.unit_of_work(engine) as session:
+        require_role(authenticate(session), "admin", action="restoring the database")
+    return schema_changes.upgrade(engine, authenticate).from_revision
 
 
 def replace_database(staged: Path, database: Path,
