@@ -4,7 +4,9 @@ trail still verifies.
 
 Each command is killed at known moments (with its transaction written but not committed,
 and just after the commit) by running the CLI in a Python subprocess whose commit pauses,
-and at random moments by killing the installed `lotrack` script after a random delay."""
+and at random moments of its transaction: the subprocess says when its first transaction
+begins, and is killed a random time later, within how long the transaction took when the
+same command ran to the end."""
 
 from __future__ import annotations
 
@@ -60,6 +62,26 @@ sys.argv[0] = "lotrack"
 main()
 """.replace("{marker}", MARKER)
 
+# The real CLI, saying on stderr when its first transaction begins (and nothing else).
+BEGAN = "lotrack-test: began"
+MARKED_CLI = """
+import sys
+from sqlalchemy import event
+from sqlalchemy.orm import Session
+
+said = []
+
+@event.listens_for(Session, "after_begin")
+def began(session, transaction, connection):
+    if not said:
+        said.append(True)
+        print("{began}", file=sys.stderr, flush=True)
+
+from lotrack.cli.main import main
+sys.argv[0] = "lotrack"
+main()
+""".replace("{began}", BEGAN)
+
 
 @dataclass
 class Operation:
@@ -90,16 +112,38 @@ class Killer:
         assert done.returncode == 0, done.stderr
         return time.monotonic() - started
 
-    def kill_after(self, args: list[str], user: str, delay: float) -> int | None:
-        """The installed script, killed after `delay` s; its exit status if it finished first."""
-        proc = subprocess.Popen([str(SCRIPT), *args], env=self.env(user), cwd=self.workdir,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    def _began(self, args: list[str], user: str) -> subprocess.Popen:
+        """The CLI in a Python subprocess, returned once its first transaction has begun."""
+        proc = subprocess.Popen([sys.executable, "-c", MARKED_CLI, *args], env=self.env(user),
+                                cwd=self.workdir, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, text=True)
+        lines = []
+        for line in proc.stderr:
+            lines.append(line)
+            if line.startswith(BEGAN):
+                return proc
+        proc.wait(timeout=30)
+        raise AssertionError(f"no transaction began (exit {proc.returncode}): {''.join(lines)}")
+
+    def transaction_seconds(self, args: list[str], user: str) -> float:
+        """From the first transaction's start to the end of the command, run to the end."""
+        proc = self._began(args, user)
+        started = time.monotonic()
+        assert proc.wait(timeout=120) == 0, proc.stderr.read()
+        return time.monotonic() - started
+
+    def kill_in_transaction(self, args: list[str], user: str, delay: float) -> int | None:
+        """Killed `delay` s after its first transaction began; its exit status if it
+        finished first."""
+        proc = self._began(args, user)
         try:
             return proc.wait(timeout=delay)
         except subprocess.TimeoutExpired:
             proc.send_signal(signal.SIGKILL)
             proc.wait(timeout=30)
             return None
+        finally:
+            proc.stderr.close()
 
     def kill_paused(self, args: list[str], user: str, where: str) -> None:
         """The CLI in a Python subprocess, killed while its commit is paused `where`."""
@@ -132,26 +176,30 @@ def _scalar(database, stmt):
 
 
 def _kill_at_every_moment(killer: Killer, op: Operation) -> list[str]:
-    """Item 0 runs to the end (and times the command); item 1 is killed with its rows
-    written but not committed, item 2 just after its commit, the rest at random moments."""
+    """Item 0 runs to the end as the installed script; item 1 is killed with its rows
+    written but not committed, item 2 just after its commit; item 3 runs to the end to
+    time its transaction, and the rest are killed at random moments within that time."""
     seen = []
-    seconds = killer.complete(op.args(0), op.user)
+    killer.complete(op.args(0), op.user)
     assert op.state(0) == op.done(0)
     killer.kill_paused(op.args(1), op.user, "before")
     assert op.state(1) == op.none(1), "a killed, uncommitted command left rows behind"
     killer.kill_paused(op.args(2), op.user, "after")
     assert op.state(2) == op.done(2), "a committed command lost rows"
+    seconds = killer.transaction_seconds(op.args(3), op.user)
+    assert op.state(3) == op.done(3)
     rng = random.Random()
-    for item in range(3, 3 + RANDOM_KILLS):
-        delay = rng.uniform(0.3, 1.1) * seconds
-        status = killer.kill_after(op.args(item), op.user, delay)
+    for item in range(4, 4 + RANDOM_KILLS):
+        delay = rng.uniform(0.05, 1.0) * seconds
+        status = killer.kill_in_transaction(op.args(item), op.user, delay)
         state = op.state(item)
         assert state in (op.none(item), op.done(item)), (
-            f"killed after {delay:.2f} s of a {seconds:.2f} s command: {state} is neither "
+            f"killed {delay:.3f} s into a {seconds:.3f} s transaction: {state} is neither "
             f"{op.none(item)} nor {op.done(item)}")
         assert status in (None, 0)
-        seen.append("killed " + ("after commit" if state == op.done(item) else "before commit")
-                    if status is None else "finished")
+        seen.append(f"killed {delay:.3f} s into {seconds:.3f} s, "
+                    + ("after commit" if state == op.done(item) else "nothing kept")
+                    if status is None else "finished first")
     killer.audit_verifies()
     return seen
 
@@ -201,7 +249,7 @@ def _qc_csv(path: Path) -> Path:
 
 
 def test_a_killed_qc_import_records_every_result_or_none(database, trial, killer):
-    for i in range(3 + RANDOM_KILLS):
+    for i in range(4 + RANDOM_KILLS):
         trial.act("qa.lee", lambda s, a, i=i: lots.register_lot(s, a, LotIn(
             lot_number=f"Q{i}", product="IPSEXO", manufactured_on=date(2026, 1, 10),
             expiry_on=date(2026, 12, 31), vials=4)))
@@ -219,10 +267,42 @@ def test_a_killed_qc_import_records_every_result_or_none(database, trial, killer
     print(f"\n{database.backend}: lot qc killed at random: {seen}")
 
 
+IMPORT_LOTS = 40  # lots in each bulk import file
+
+
+def test_a_killed_bulk_qc_import_records_every_lot_or_none(database, trial, killer):
+    """`lot import-qc`, the bulk path of the 100,000-row import: one file, many lots."""
+    def register_all(session, actor):
+        for i in range(4 + RANDOM_KILLS):
+            for n in range(IMPORT_LOTS):
+                lots.register_lot(session, actor, LotIn(
+                    lot_number=f"M{i}-{n:02d}", product="IPSEXO", manufactured_on=date(2026, 1, 10),
+                    expiry_on=date(2026, 12, 31), vials=1))
+
+    trial.act("qa.lee", register_all)
+    files = {}
+    for i in range(4 + RANDOM_KILLS):
+        lines = ["lot,attribute,value,unit,method,tested_at,analyst"]
+        lines += [f'M{i}-{n:02d},{name},"{value}",{unit},,2026-01-20,J. Wu'
+                  for n in range(IMPORT_LOTS) for name, (value, unit) in GOOD_RESULTS.items()]
+        files[i] = killer.workdir / f"import-{i}.csv"
+        files[i].write_text("\n".join(lines) + "\n")
+
+    def results(i: int) -> tuple[int]:
+        return (_scalar(database, select(func.count(QcResult.id)).join(
+            Lot, Lot.id == QcResult.lot_id).where(Lot.lot_number.like(f"M{i}-%"))),)
+
+    op = Operation(args=lambda i: ["lot", "import-qc", str(files[i])], user="qa.lee",
+                   state=results, none=lambda i: (0,),
+                   done=lambda i: (IMPORT_LOTS * len(GOOD_RESULTS),))
+    seen = _kill_at_every_moment(killer, op)
+    print(f"\n{database.backend}: lot import-qc killed at random: {seen}")
+
+
 def test_a_killed_dispense_leaves_the_dose_signed_and_labelled_or_not_at_all(database, trial,
                                                                             killer):
     serials = {}
-    for i in range(3 + RANDOM_KILLS):
+    for i in range(4 + RANDOM_KILLS):
         trial.enroll_and_operate(f"D-{i}", "LOW", T0)
         serials[i] = trial.vial()
 
