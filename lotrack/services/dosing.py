@@ -32,7 +32,7 @@ from lotrack.services.participants import cycles, get_participant
 from lotrack.services.products import get_product
 from lotrack.services.protocols import protocol_content
 from lotrack.services.roles import require_role
-from lotrack.services.vials import get_vial, set_vial_status
+from lotrack.services.vials import check_serial, set_vial_status
 
 DISPENSED_MEANING = "dispensed"
 VERIFIED_MEANING = "second-person verification"
@@ -146,6 +146,21 @@ def _lot_records_problems(session: Session, lot: Lot, at: datetime,
     return problems
 
 
+def _lock_vials(session: Session, serials: tuple[str, ...]) -> list[Vial]:
+    """The vials, in the order given, locked in one order whatever that one is (by id, as
+    `_dose_vials` does): two doses naming the same vials in opposite orders then queue on
+    the first instead of each holding one and waiting for the other (a deadlock)."""
+    clean = [check_serial(serial) for serial in serials]
+    if len(set(clean)) != len(clean):
+        raise InvalidInput("the same vial was given twice")
+    found = {vial.serial: vial for vial in session.execute(
+        select(Vial).where(Vial.serial.in_(clean)).order_by(Vial.id).with_for_update()).scalars()}
+    for serial in clean:
+        if serial not in found:
+            raise NotFound(f"no vial {serial}")
+    return [found[serial] for serial in clean]
+
+
 def _vials_for_dose(session: Session, serials: tuple[str, ...], count: int,
                     product: Product, use_by: datetime, at: datetime,
                     site_tz: ZoneInfo, reference: tuple[datetime, str] | None = None) -> list[Vial]:
@@ -155,8 +170,7 @@ def _vials_for_dose(session: Session, serials: tuple[str, ...], count: int,
         raise InvalidInput("the same vial was given twice")
     chosen: list[Vial] = []
     lot_side: dict[int, list[str]] = {}  # a dose's vials mostly share a lot: read it once
-    for serial in serials:
-        vial = get_vial(session, serial, lock=True)
+    for vial in _lock_vials(session, serials):  # checked, audited, in the order given
         lot: Lot = vial.lot
         if lot.id not in lot_side:
             lot_side[lot.id] = _lot_records_problems(session, lot, at, site_tz)
@@ -289,7 +303,9 @@ def get_dose(session: Session, dose_code: str, lock: bool = False) -> Dose:
 
 def _dose_vials(session: Session, dose: Dose) -> list[Vial]:
     ids = [dv.vial_id for dv in dose.vials]
-    return list(session.execute(select(Vial).where(Vial.id.in_(ids)).with_for_update()).scalars())
+    # Locked in id order, as `_lock_vials` locks them for dispensing.
+    return list(session.execute(select(Vial).where(Vial.id.in_(ids)).order_by(Vial.id)
+                                .with_for_update()).scalars())
 
 
 def administer(session: Session, actor: User, dose_code: str, at: datetime,

@@ -83,13 +83,14 @@ def test_two_qa_users_deciding_on_the_same_lot_at_once_leave_one_consistent_stat
 
 
 def _dispense_in_process(url: str, subject: str, serial: str, user: str, verifier: str,
-                         queue) -> None:
+                         barrier, queue) -> None:
     from lotrack import db as database
     from lotrack.services import auth, dosing
 
     engine = database.make_engine(url)
     request = dosing.DispenseRequest(subject, (serial,), T0 + timedelta(hours=24), verifier)
     try:
+        barrier.wait(timeout=120)  # all four dispense at once, not one after the other
         with database.unit_of_work(engine) as session:
             actor = auth.authenticate(session, user, PASSWORD)
             dose = dosing.dispense_perfusion(session, actor, request, PASSWORD, PASSWORD, UTC_TZ)
@@ -106,10 +107,10 @@ def test_separate_processes_on_the_same_database_wait_instead_of_failing(trial):
         trial.enroll_and_operate(subject, "LOW", T0)
     serial = trial.vial()
     ctx = multiprocessing.get_context("spawn")
-    queue = ctx.Queue()
     users = [("pharm.chen", "pharm.wang"), ("pharm.wang", "pharm.chen")] * 2
+    queue, barrier = ctx.Queue(), ctx.Barrier(len(users))
     procs = [ctx.Process(target=_dispense_in_process,
-                         args=(trial.database.url, f"P-{i + 1}", serial, u, v, queue))
+                         args=(trial.database.url, f"P-{i + 1}", serial, u, v, barrier, queue))
              for i, (u, v) in enumerate(users)]
     for p in procs:
         p.start()

@@ -274,12 +274,12 @@ def test_hours_since_and_post_op_day_helpers():
 def test_a_released_lot_corrected_out_of_specification_is_not_dispensed(trial):
     from trialkit import qc_rows
 
-    from lotrack.services import lots, qc
+    from lotrack.services import lots, qc, vials
 
     trial.enroll_and_operate("S-020", "LOW", T0)
     serial = trial.vial("IPSEXO")
     with db.unit_of_work(trial.database.engine) as session:
-        number = dosing.get_vial(session, serial).lot.lot_number
+        number = vials.get_vial(session, serial).lot.lot_number
     rows = [r for r in qc_rows("IPSEXO", {"endotoxin": "0.9"}) if r.attribute == "endotoxin"]
     trial.act("qa.lee", lambda s, a: qc.record_results(s, a, lots.get_lot(s, number), rows,
                                                        reason="recalculated"))
