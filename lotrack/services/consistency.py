@@ -29,7 +29,7 @@ from datetime import date
 from itertools import pairwise
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select
+from sqlalchemy import Row, func, select
 from sqlalchemy.orm import Session, joinedload
 
 from lotrack.errors import InvalidInput, RuleViolation
@@ -264,12 +264,14 @@ class _LotRow:
     lot: Lot
     status: str
     released: bool
+    spec: SpecFile  # the specification the lot was judged by
+    manufactured: str  # ISO date, formatted once for every section that shows it
     participants: int = 0
     doses: int = 0
     in_baseline: bool = False
 
     def as_dict(self) -> dict[str, object]:
-        return {"lot": self.lot.lot_number, "manufactured": self.lot.manufactured_on.isoformat(),
+        return {"lot": self.lot.lot_number, "manufactured": self.manufactured,
                 "status": self.status, "released": self.released,
                 "spec_version": self.lot.specification.version, "in_baseline": self.in_baseline,
                 "exposure": {"participants": self.participants, "doses": self.doses}}
@@ -424,11 +426,18 @@ def _lot_rows(session: Session, lot_list: list[Lot], tz: ZoneInfo) -> list[_LotR
                                           Signature.meaning.in_(RELEASE_MEANINGS)))}
     exposure = exposure_by_lot(session, [lot.id for lot in lot_list])
     now = utcnow()
+    # Parsed once per version, not once per result: a product's thousands of lots were
+    # judged by a handful of specification versions.
+    specs: dict[int, SpecFile] = {}
     rows = []
     for lot in lot_list:
         participants, doses = exposure.get(lot.id, (0, 0))
+        spec = specs.get(lot.specification_id)
+        if spec is None:
+            spec = specs[lot.specification_id] = spec_content(lot.specification)
         rows.append(_LotRow(lot, lot_service.effective_status(lot, now, tz),
-                            lot.id in released_ids, participants, doses))
+                            lot.id in released_ids, spec, lot.manufactured_on.isoformat(),
+                            participants, doses))
     return rows
 
 
@@ -477,11 +486,18 @@ def _baseline(rows: list[_LotRow], requested: int | None, explicit: bool) -> _Ba
     return base
 
 
-def _current_results(session: Session, lot_ids: list[int]) -> dict[tuple[int, str], QcResult]:
+# A current result as the report reads it: the columns it shows, not the ORM object (a
+# product's tens of thousands of results as objects took most of the report's memory).
+Result = Row[tuple[int, str, str, float | None, str, str, str]]
+
+
+def _current_results(session: Session, lot_ids: list[int]) -> dict[tuple[int, str], Result]:
     if not lot_ids:
         return {}
-    rows = session.execute(select(QcResult).where(QcResult.lot_id.in_(lot_ids),
-                                                  QcResult.superseded.is_(False))).scalars()
+    rows = session.execute(select(QcResult.lot_id, QcResult.attribute, QcResult.value_text,
+                                  QcResult.value_number, QcResult.unit, QcResult.verdict,
+                                  QcResult.verdict_detail)
+                           .where(QcResult.lot_id.in_(lot_ids), QcResult.superseded.is_(False)))
     return {(r.lot_id, r.attribute): r for r in rows}
 
 
@@ -489,28 +505,28 @@ def is_censored(value_text: str) -> bool:
     return value_text.strip()[:1] in ("<", ">")
 
 
-def _oos_flag(attr: SpecAttributeIn, row: _LotRow, result: QcResult) -> dict[str, object]:
+def _oos_flag(attr: SpecAttributeIn, row: _LotRow, result: Result) -> dict[str, object]:
     return {"kind": "OOS", "attribute": attr.name, "label": attr.label,
-            "lot": row.lot.lot_number, "manufactured": row.lot.manufactured_on.isoformat(),
+            "lot": row.lot.lot_number, "manufactured": row.manufactured,
             "rule": "spec", "value": result.value_text, "unit": result.unit,
             "detail": f"{result.value_text} {result.unit} outside the specification "
                       f"({result.verdict_detail})"}
 
 
-def _alert_flag(attr: SpecAttributeIn, row: _LotRow, result: QcResult) -> dict[str, object] | None:
+def _alert_flag(attr: SpecAttributeIn, row: _LotRow, result: Result) -> dict[str, object] | None:
     """A passing result beyond an alert limit of the specification the lot was judged by."""
-    own = spec_content(row.lot.specification).attribute(attr.name) or attr
+    own = row.spec.attribute(attr.name) or attr
     why = qc.alert_of(own, result.value_text, result.verdict)
     if why is None:
         return None
     return {"kind": "ALERT", "attribute": attr.name, "label": attr.label,
-            "lot": row.lot.lot_number, "manufactured": row.lot.manufactured_on.isoformat(),
+            "lot": row.lot.lot_number, "manufactured": row.manufactured,
             "rule": "alert", "value": result.value_text, "unit": result.unit,
             "detail": f"within specification but flagged for QA: {why}"}
 
 
 def _numeric_section(attr: SpecAttributeIn, rows: list[_LotRow],
-                     results: dict[tuple[int, str], QcResult], base: _Baseline,
+                     results: dict[tuple[int, str], Result], base: _Baseline,
                      spec_contents: list[SpecFile]) -> dict[str, object]:
     notes: list[str] = []
     flags: list[dict[str, object]] = []
@@ -592,7 +608,7 @@ def _numeric_section(attr: SpecAttributeIn, rows: list[_LotRow],
         if result.verdict != "fail":
             flags.append({"kind": "OOT", "attribute": attr.name, "label": attr.label,
                           "lot": row.lot.lot_number,
-                          "manufactured": row.lot.manufactured_on.isoformat(),
+                          "manufactured": row.manufactured,
                           "rule": v.rule, "value": result.value_text, "unit": result.unit,
                           "detail": f"rule {v.rule} ({v.description}): {v.detail}; lots "
                                     f"{', '.join(usable[j][0].lot.lot_number for j in v.indices)}"})
@@ -604,8 +620,8 @@ def _numeric_section(attr: SpecAttributeIn, rows: list[_LotRow],
     return section
 
 
-def _point(row: _LotRow, result: QcResult, mr: float | None, in_baseline: bool) -> dict[str, object]:
-    return {"lot": row.lot.lot_number, "manufactured": row.lot.manufactured_on.isoformat(),
+def _point(row: _LotRow, result: Result, mr: float | None, in_baseline: bool) -> dict[str, object]:
+    return {"lot": row.lot.lot_number, "manufactured": row.manufactured,
             "status": row.status, "released": row.released,
             "value": result.value_number, "value_text": result.value_text,
             "unit": result.unit, "moving_range": mr, "in_baseline": in_baseline,
@@ -614,7 +630,7 @@ def _point(row: _LotRow, result: QcResult, mr: float | None, in_baseline: bool) 
 
 
 def _categorical_section(attr: SpecAttributeIn, rows: list[_LotRow],
-                         results: dict[tuple[int, str], QcResult]) -> dict[str, object]:
+                         results: dict[tuple[int, str], Result]) -> dict[str, object]:
     tested = [(row, results[(row.lot.id, attr.name)]) for row in rows
               if (row.lot.id, attr.name) in results]
     verdicts = Counter(r.verdict for _, r in tested)
@@ -679,7 +695,7 @@ def compare_lots(session: Session, actor: User, lot_numbers: Sequence[str],
             "attributes": rows}
 
 
-def _difference(attr: SpecAttributeIn, per_lot: list[QcResult | None],
+def _difference(attr: SpecAttributeIn, per_lot: list[Result | None],
                 limits_differ: bool) -> dict[str, object]:
     if not attr.numeric:
         texts = {r.value_text.strip().casefold() for r in per_lot if r is not None}

@@ -62,11 +62,17 @@ def para(text: object, style: str = "Cell") -> Paragraph:
 
 def data_table(header: Sequence[str], rows: Sequence[Sequence[object]],
                widths: Sequence[float] | None = None,
-               flagged: Sequence[int] = ()) -> Table:
+               flagged: Sequence[int] = (), plain: bool = False) -> Table:
     """A table that splits across pages with its header repeated; flagged rows tinted.
-    A cell is text, or a flowable made already (as the accountability record's are)."""
+    A cell is text, or a flowable made already (as the accountability record's are).
+
+    `plain`: the body's cells are short text that never wraps (lot numbers, dates,
+    counts), drawn as strings in the cell style's font rather than as paragraphs, which
+    cost a few kilobytes each: a table of thousands of lots held them all at once."""
+    cell = styles()["Cell"]
     body = [[para(h) for h in header]] + [
-        [c if isinstance(c, Flowable) else para(c) for c in row] for row in rows]
+        [("" if c is None else str(c)) if plain else c if isinstance(c, Flowable) else para(c)
+         for c in row] for row in rows]
     table = Table(body, colWidths=widths, repeatRows=1)
     style = [
         ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#dde4ee")),
@@ -74,6 +80,9 @@ def data_table(header: Sequence[str], rows: Sequence[Sequence[object]],
         ("VALIGN", (0, 0), (-1, -1), "TOP"),
         ("LEFTPADDING", (0, 0), (-1, -1), 3), ("RIGHTPADDING", (0, 0), (-1, -1), 3),
     ]
+    if plain:
+        style += [("FONT", (0, 1), (-1, -1), cell.fontName, cell.fontSize, cell.leading),
+                  ("TEXTCOLOR", (0, 1), (-1, -1), cell.textColor)]
     style += [("BACKGROUND", (0, i + 1), (-1, i + 1), colors.HexColor("#fde2e2"))
               for i in flagged]
     table.setStyle(TableStyle(style))

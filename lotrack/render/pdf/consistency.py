@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import math
+from collections import Counter
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -211,6 +212,21 @@ def control_chart(section: dict[str, Any], width: float, height: float = 100 * m
     return drawing
 
 
+class _ChartWhenDrawn(Flowable):
+    """An attribute's control chart, made when its page is drawn and let go after: made
+    up front, a product's charts of thousands of lots each were held all at once."""
+
+    def __init__(self, section: dict[str, Any], width: float, height: float = 100 * mm) -> None:
+        super().__init__()
+        self.section, self.width, self.height = section, width, height
+
+    def wrap(self, available_width: float, available_height: float) -> tuple[float, float]:
+        return self.width, self.height
+
+    def draw(self) -> None:
+        control_chart(self.section, self.width, self.height).drawOn(self.canv, 0, 0)
+
+
 def _marker(group: Group, x: float, y: float, point: dict[str, Any]) -> None:
     color = RED if point["oos"] else ORANGE if point["rules"] else BLUE
     radius = 3.2 if (point["oos"] or point["rules"]) else 2.2
@@ -309,16 +325,18 @@ def _summary(content: dict[str, Any], width: float) -> list[Flowable]:
                           f"{content['baseline']['description']}.", "Small"))
     lots = content["lots"]
     flagged_lots = set(summary["flagged_lots"])
+    flags_of = Counter(f["lot"] for f in flags)
     story += [CondPageBreak(40 * mm), Paragraph("Lots and exposure", styles()["Heading3"]),
               data_table(["Lot", "Manufactured", "Status", "Released", "In baseline",
                           "Participants exposed", "Doses", "Flags"],
                          [[lot["lot"], lot["manufactured"], lot["status"], fmt(lot["released"]),
                            fmt(lot["in_baseline"]), lot["exposure"]["participants"],
                            lot["exposure"]["doses"],
-                           sum(f["lot"] == lot["lot"] for f in flags)] for lot in lots],
+                           flags_of[lot["lot"]]] for lot in lots],
                          widths=[w * width for w in (0.14, 0.12, 0.12, 0.1, 0.1, 0.14, 0.1,
                                                      0.1)],
-                         flagged=[i for i, lot in enumerate(lots) if lot["lot"] in flagged_lots])]
+                         flagged=[i for i, lot in enumerate(lots) if lot["lot"] in flagged_lots],
+                         plain=True)]
     return story
 
 
@@ -334,7 +352,7 @@ def _attribute_page(section: dict[str, Any], width: float) -> list[Flowable]:
                                   f"{section['tested_lots']} lot(s) tested", "Small"),
                              Spacer(1, 2 * mm)]
     if section["computed"]:
-        story.append(control_chart(section, width))
+        story.append(_ChartWhenDrawn(section, width))
     else:
         story.append(para("No chart: see the notes below.", "Flag"))
     stats, cap, limits = section["statistics"], section["capability"], section["limits"]
