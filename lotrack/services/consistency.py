@@ -29,8 +29,8 @@ from datetime import date
 from itertools import pairwise
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Row, func, select
-from sqlalchemy.orm import Session, joinedload
+from sqlalchemy import ColumnElement, Row, func, select
+from sqlalchemy.orm import Session, selectinload
 
 from lotrack.errors import InvalidInput, RuleViolation
 from lotrack.models import Dose, DoseVial, Lot, QcResult, Signature, Specification, User, Vial
@@ -315,10 +315,13 @@ def consistency_report(session: Session, actor: User, product_code: str, *,
     require_role(actor, *READERS, action="reading batch-to-batch consistency")
     tz = site_tz or ZoneInfo("UTC")
     product = get_product(session, product_code)
-    stmt = (select(Lot).where(Lot.product_id == product.id)
-            .options(joinedload(Lot.product), joinedload(Lot.specification)))
+    shown = [Lot.product_id == product.id]
     if since is not None:
-        stmt = stmt.where(Lot.manufactured_on >= since)
+        shown.append(Lot.manufactured_on >= since)
+    # selectinload: the specifications (their content a few kilobytes each) and the
+    # product come once each, not once with every lot's row.
+    stmt = (select(Lot).where(*shown)
+            .options(selectinload(Lot.product), selectinload(Lot.specification)))
     lot_list = list(session.execute(stmt.order_by(Lot.manufactured_on, Lot.lot_number,
                                                   Lot.id)).scalars())
     spec = _reference_spec(session, product.id, lot_list)
@@ -326,7 +329,6 @@ def consistency_report(session: Session, actor: User, product_code: str, *,
     chosen = _chosen_attributes(lot_specs, attributes)
     rows = _lot_rows(session, lot_list, tz)
     base = _baseline(rows, baseline, baseline_explicit)
-    results = _current_results(session, [r.lot.id for r in rows])
     notes: list[str] = []
     if len(rows) < 2:
         notes.append(f"{product.code} has {len(rows)} lot(s)"
@@ -336,6 +338,9 @@ def consistency_report(session: Session, actor: User, product_code: str, *,
     notes += base.notes
     numeric, categorical, flags = [], [], []
     for attr in chosen:
+        # One attribute's results at a time: a product's results all at once were most
+        # of the report's memory.
+        results = _attribute_results(session, shown, attr.name)
         if attr.numeric:
             section = _numeric_section(attr, rows, results, base, lot_specs)
             numeric.append(section)
@@ -491,13 +496,24 @@ def _baseline(rows: list[_LotRow], requested: int | None, explicit: bool) -> _Ba
 Result = Row[tuple[int, str, str, float | None, str, str, str]]
 
 
+RESULT_COLUMNS = (QcResult.lot_id, QcResult.attribute, QcResult.value_text,
+                  QcResult.value_number, QcResult.unit, QcResult.verdict, QcResult.verdict_detail)
+
+
+def _attribute_results(session: Session, shown: list[ColumnElement[bool]],
+                       attribute: str) -> dict[int, Result]:
+    """Lot id -> current result for one attribute, for the lots `shown` selects."""
+    rows = session.execute(select(*RESULT_COLUMNS).join(Lot, Lot.id == QcResult.lot_id)
+                           .where(*shown, QcResult.attribute == attribute,
+                                  QcResult.superseded.is_(False)))
+    return {r.lot_id: r for r in rows}
+
+
 def _current_results(session: Session, lot_ids: list[int]) -> dict[tuple[int, str], Result]:
     if not lot_ids:
         return {}
-    rows = session.execute(select(QcResult.lot_id, QcResult.attribute, QcResult.value_text,
-                                  QcResult.value_number, QcResult.unit, QcResult.verdict,
-                                  QcResult.verdict_detail)
-                           .where(QcResult.lot_id.in_(lot_ids), QcResult.superseded.is_(False)))
+    rows = session.execute(select(*RESULT_COLUMNS).where(QcResult.lot_id.in_(lot_ids),
+                                                         QcResult.superseded.is_(False)))
     return {(r.lot_id, r.attribute): r for r in rows}
 
 
@@ -526,12 +542,11 @@ def _alert_flag(attr: SpecAttributeIn, row: _LotRow, result: Result) -> dict[str
 
 
 def _numeric_section(attr: SpecAttributeIn, rows: list[_LotRow],
-                     results: dict[tuple[int, str], Result], base: _Baseline,
+                     results: dict[int, Result], base: _Baseline,
                      spec_contents: list[SpecFile]) -> dict[str, object]:
     notes: list[str] = []
     flags: list[dict[str, object]] = []
-    tested = [(row, results[(row.lot.id, attr.name)]) for row in rows
-              if (row.lot.id, attr.name) in results]
+    tested = [(row, results[row.lot.id]) for row in rows if row.lot.id in results]
     for row, result in tested:
         if result.verdict == "fail":
             flags.append(_oos_flag(attr, row, result))
@@ -630,9 +645,8 @@ def _point(row: _LotRow, result: Result, mr: float | None, in_baseline: bool) ->
 
 
 def _categorical_section(attr: SpecAttributeIn, rows: list[_LotRow],
-                         results: dict[tuple[int, str], Result]) -> dict[str, object]:
-    tested = [(row, results[(row.lot.id, attr.name)]) for row in rows
-              if (row.lot.id, attr.name) in results]
+                         results: dict[int, Result]) -> dict[str, object]:
+    tested = [(row, results[row.lot.id]) for row in rows if row.lot.id in results]
     verdicts = Counter(r.verdict for _, r in tested)
     judged = verdicts["pass"] + verdicts["fail"]
     notes = [] if judged else [not_computable("no lot has a judged result")]

@@ -11,11 +11,8 @@ import pytest
 from sqlalchemy import event
 from trialkit import T0, UTC_TZ, Trial
 
-from lotrack.render.pdf.accountability import (
-    StoryOnDemand,
-    write_accountability_csv,
-    write_accountability_pdf,
-)
+from lotrack.render.pdf.accountability import write_accountability_csv, write_accountability_pdf
+from lotrack.render.pdf.base import StoryOnDemand
 from lotrack.render.pdf.readback import read_claims
 from lotrack.render.provenance import StreamedContentHash, content_hash
 from lotrack.services import documents, report_check

@@ -22,7 +22,15 @@ from reportlab.lib.units import mm
 from reportlab.platypus import CondPageBreak, Flowable, Paragraph, Spacer
 
 from lotrack.render.files import prepare_output, written_whole
-from lotrack.render.pdf.base import Provenance, build_pdf, data_table, para, styles, usable_width
+from lotrack.render.pdf.base import (
+    Provenance,
+    StoryOnDemand,
+    build_pdf,
+    data_table,
+    para,
+    styles,
+    usable_width,
+)
 from lotrack.render.provenance import StreamedContentHash
 from lotrack.render.tables import site_time
 from lotrack.services.accountability import AccountabilityRecord
@@ -58,29 +66,6 @@ def write_accountability_pdf(path: Path, content: AccountabilityRecord | dict[st
     return build_pdf(path, "Drug Accountability Record",
                      f"Protocol {record.protocol} - investigational product accountability "
                      "by lot", story, provenance, digest, site_tz.key, wide=True, meta=meta)
-
-
-class StoryOnDemand(list[Flowable]):
-    """A platypus story that takes its flowables from `sections` as they are needed.
-
-    ReportLab's doc.build consumes the story from the front (it deletes each flowable it
-    handles and puts split remainders back) and asks `len(story)` before every flowable.
-    Whenever fewer than two wait there, the next whole section is appended (keep-with-next
-    looks ahead), so memory holds a lot or two, not the site, and what is laid out is
-    released page by page."""
-
-    def __init__(self, sections: Iterator[list[Flowable]]) -> None:
-        super().__init__()
-        self._sections: Iterator[list[Flowable]] | None = sections
-
-    def __len__(self) -> int:
-        while self._sections is not None and super().__len__() < 2:
-            section = next(self._sections, None)
-            if section is None:
-                self._sections = None
-            else:
-                self.extend(section)
-        return super().__len__()
 
 
 def _story(record: AccountabilityRecord, digest: StreamedContentHash,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC
 from functools import lru_cache
 from pathlib import Path
@@ -95,6 +95,29 @@ def key_values(pairs: Sequence[tuple[str, object]], width: float) -> Table:
     table.setStyle(TableStyle([("VALIGN", (0, 0), (-1, -1), "TOP"),
                                ("LINEBELOW", (0, 0), (-1, -1), 0.25, colors.lightgrey)]))
     return table
+
+
+class StoryOnDemand(list[Flowable]):
+    """A platypus story that takes its flowables from `sections` as they are needed.
+
+    ReportLab's doc.build consumes the story from the front (it deletes each flowable it
+    handles and puts split remainders back) and asks `len(story)` before every flowable.
+    Whenever fewer than two wait there, the next whole section is appended (keep-with-next
+    looks ahead), so memory holds a lot or two, not the site, and what is laid out is
+    released page by page."""
+
+    def __init__(self, sections: Iterator[list[Flowable]]) -> None:
+        super().__init__()
+        self._sections: Iterator[list[Flowable]] | None = sections
+
+    def __len__(self) -> int:
+        while self._sections is not None and super().__len__() < 2:
+            section = next(self._sections, None)
+            if section is None:
+                self._sections = None
+            else:
+                self.extend(section)
+        return super().__len__()
 
 
 def _numbered_canvas(title: str, provenance: Provenance, digest_of: Callable[[], str],

@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import math
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -18,7 +19,15 @@ from reportlab.lib.units import mm
 from reportlab.platypus import CondPageBreak, Flowable, PageBreak, Paragraph, Spacer
 
 from lotrack.render.files import prepare_output
-from lotrack.render.pdf.base import Provenance, build_pdf, data_table, para, styles, usable_width
+from lotrack.render.pdf.base import (
+    Provenance,
+    StoryOnDemand,
+    build_pdf,
+    data_table,
+    para,
+    styles,
+    usable_width,
+)
 
 NOT_COMPUTABLE = "n/c"
 BLUE = colors.HexColor("#1f4e8c")
@@ -245,12 +254,24 @@ def write_consistency_pdf(path: Path, content: dict[str, Any], provenance: Prove
                           site_tz: ZoneInfo, meta: dict[str, Any] | None = None) -> str:
     width = usable_width(wide=True)
     product = content["product"]
-    story: list[Flowable] = _summary(content, width)
+    since = f", manufactured since {content['since']}" if content["since"] else ""
+    return build_pdf(path, "Batch-to-Batch Consistency",
+                     f"{product['name']} ({product['code']}) - {len(content['lots'])} lots in "
+                     f"manufacture order{since}; control limits from the "
+                     f"{content['baseline']['description']}",
+                     StoryOnDemand(_sections(content, width)), provenance, content,
+                     site_tz.key, wide=True, meta=meta)
+
+
+def _sections(content: dict[str, Any], width: float) -> Iterator[list[Flowable]]:
+    """The document a part at a time, each made as the pages reach it (StoryOnDemand)."""
+    yield _summary(content, width)
+    yield from _lots_tables(content, width)
     for section in content["numeric"]:
-        story += [PageBreak(), *_attribute_page(section, width)]
+        yield [PageBreak(), *_attribute_page(section, width)]
     if content["categorical"]:
-        story += [CondPageBreak(70 * mm), Paragraph("Categorical attributes: pass rate",
-                                                    styles()["Heading2"])]
+        story: list[Flowable] = [CondPageBreak(70 * mm), Paragraph(
+            "Categorical attributes: pass rate", styles()["Heading2"])]
         cats = content["categorical"]
         story.append(data_table(
             ["Attribute", "Expected", "Lots tested", "Passed", "Failed", "Not evaluable",
@@ -260,12 +281,7 @@ def write_consistency_pdf(path: Path, content: dict[str, Any], provenance: Prove
               ", ".join(c["failing_lots"]) or "none"] for c in cats],
             widths=[w * width for w in (0.18, 0.22, 0.08, 0.07, 0.07, 0.09, 0.09, 0.20)],
             flagged=[i for i, c in enumerate(cats) if c["failed"]]))
-    since = f", manufactured since {content['since']}" if content["since"] else ""
-    return build_pdf(path, "Batch-to-Batch Consistency",
-                     f"{product['name']} ({product['code']}) - {len(content['lots'])} lots in "
-                     f"manufacture order{since}; control limits from the "
-                     f"{content['baseline']['description']}", story, provenance, content,
-                     site_tz.key, wide=True, meta=meta)
+        yield story
 
 
 def _summary(content: dict[str, Any], width: float) -> list[Flowable]:
@@ -323,21 +339,30 @@ def _summary(content: dict[str, Any], width: float) -> list[Flowable]:
                           "Cpk: sigma = MR-bar / 1.128; Ppk: sigma = sample standard deviation; "
                           "both over every lot shown. Control limits from the "
                           f"{content['baseline']['description']}.", "Small"))
-    lots = content["lots"]
-    flagged_lots = set(summary["flagged_lots"])
-    flags_of = Counter(f["lot"] for f in flags)
-    story += [CondPageBreak(40 * mm), Paragraph("Lots and exposure", styles()["Heading3"]),
-              data_table(["Lot", "Manufactured", "Status", "Released", "In baseline",
-                          "Participants exposed", "Doses", "Flags"],
-                         [[lot["lot"], lot["manufactured"], lot["status"], fmt(lot["released"]),
-                           fmt(lot["in_baseline"]), lot["exposure"]["participants"],
-                           lot["exposure"]["doses"],
-                           flags_of[lot["lot"]]] for lot in lots],
-                         widths=[w * width for w in (0.14, 0.12, 0.12, 0.1, 0.1, 0.14, 0.1,
-                                                     0.1)],
-                         flagged=[i for i, lot in enumerate(lots) if lot["lot"] in flagged_lots],
-                         plain=True)]
     return story
+
+
+LOTS_PER_TABLE = 500
+
+
+def _lots_tables(content: dict[str, Any], width: float) -> Iterator[list[Flowable]]:
+    """The lots and their exposure, in tables of LOTS_PER_TABLE rows: ReportLab lays a
+    table that splits over pages out again for every page it spills onto, so one table of
+    a product's thousands of lots took time and memory growing with its square."""
+    lots = content["lots"]
+    flagged_lots = set(content["summary"]["flagged_lots"])
+    flags_of = Counter(f["lot"] for f in content["flags"])
+    for start in range(0, len(lots), LOTS_PER_TABLE):
+        part = lots[start:start + LOTS_PER_TABLE]
+        heading = [CondPageBreak(40 * mm), Paragraph("Lots and exposure", styles()["Heading3"])]
+        yield [*(heading if start == 0 else []), data_table(
+            ["Lot", "Manufactured", "Status", "Released", "In baseline", "Participants exposed",
+             "Doses", "Flags"],
+            [[lot["lot"], lot["manufactured"], lot["status"], fmt(lot["released"]),
+              fmt(lot["in_baseline"]), lot["exposure"]["participants"], lot["exposure"]["doses"],
+              flags_of[lot["lot"]]] for lot in part],
+            widths=[w * width for w in (0.14, 0.12, 0.12, 0.1, 0.1, 0.14, 0.1, 0.1)],
+            flagged=[i for i, lot in enumerate(part) if lot["lot"] in flagged_lots], plain=True)]
 
 
 def _flag_count(flags: list[dict[str, Any]], name: str) -> int:
