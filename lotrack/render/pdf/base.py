@@ -31,6 +31,7 @@ from reportlab.pdfbase.pdfdoc import (
     PDFStream,
     PDFZCompress,
 )
+from reportlab.pdfbase.pdfmetrics import stringWidth
 from reportlab.pdfgen.canvas import Canvas
 from reportlab.platypus import Flowable, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
@@ -66,13 +67,20 @@ def data_table(header: Sequence[str], rows: Sequence[Sequence[object]],
     """A table that splits across pages with its header repeated; flagged rows tinted.
     A cell is text, or a flowable made already (as the accountability record's are).
 
-    `plain`: the body's cells are short text that never wraps (lot numbers, dates,
-    counts), drawn as strings in the cell style's font rather than as paragraphs, which
-    cost a few kilobytes each: a table of thousands of lots held them all at once."""
+    `plain` (with `widths`): the body's cells are short text (lot numbers, dates, counts),
+    drawn as strings in the cell style's font rather than as paragraphs, which cost a few
+    kilobytes each: a table of thousands of lots held them all at once. A text too wide
+    for its column is still a paragraph, which wraps."""
     cell = styles()["Cell"]
-    body = [[para(h) for h in header]] + [
-        [("" if c is None else str(c)) if plain else c if isinstance(c, Flowable) else para(c)
-         for c in row] for row in rows]
+    body: list[list[object]] = [[para(h) for h in header]]
+    if plain and widths is not None:
+        room = [w - 6 for w in widths]  # the cell's left and right padding
+        for row in rows:
+            texts = ["" if c is None else str(c) for c in row]
+            body.append([t if stringWidth(t, cell.fontName, cell.fontSize) <= r else para(t)
+                         for t, r in zip(texts, room, strict=True)])
+    else:
+        body += [[c if isinstance(c, Flowable) else para(c) for c in row] for row in rows]
     table = Table(body, colWidths=widths, repeatRows=1)
     style = [
         ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#dde4ee")),
