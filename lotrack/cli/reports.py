@@ -165,6 +165,7 @@ def consistency(ctx: click.Context, product_code: str, attributes: tuple[str, ..
     Example: lotrack report consistency IPSEXO --out consistency.pdf
     """
     from lotrack.errors import InvalidInput
+    from lotrack.render.tables import json_with_list
     from lotrack.schemas.times import parse_date
     from lotrack.services import consistency as service
     from lotrack.services import documents
@@ -178,11 +179,14 @@ def consistency(ctx: click.Context, product_code: str, attributes: tuple[str, ..
     # Only a number typed on the command line is held to; the site's default falls back.
     explicit = ctx.get_parameter_source("baseline") == click.core.ParameterSource.COMMANDLINE
     tz = app.site_tz
-    content, prov = app.read(lambda s, actor: (
-        service.consistency_report(s, actor, product_code, attributes=attributes,
+    record, prov = app.read(lambda s, actor: (
+        service.consistency_record(s, actor, product_code, attributes=attributes,
                                    since=since_day, baseline=baseline_n,
                                    baseline_explicit=explicit, site_tz=tz),
         documents.provenance(s, actor)))
+    # The documents take the record (its sections packed, unpacked one at a time); JSON
+    # and the text table take the content, the text its summary of each section only.
+    content = {**record.head, "numeric": record.numeric_summary}
     for note in content["notes"]:
         click.echo(f"Warning: {note}", err=True)
     if suffix == ".pdf":
@@ -192,22 +196,27 @@ def consistency(ctx: click.Context, product_code: str, attributes: tuple[str, ..
             "product": product_code, "attributes": list(attributes),
             "since": since_day.isoformat() if since_day else None, "baseline": baseline_n,
             "baseline_explicit": explicit}}
-        digest = write_consistency_pdf(out_path, content, prov, tz, meta)
+        digest = write_consistency_pdf(out_path, record, prov, tz, meta)
         click.echo(f"Wrote {out_path} (content sha256 {digest[:16]}).")
     elif suffix == ".csv":
         from lotrack.render.pdf.consistency import write_consistency_csv
 
-        written = write_consistency_csv(out_path, content)
+        written = write_consistency_csv(out_path, record)
         click.echo(f"Wrote {', '.join(str(p) for p in written)}.")
     elif suffix == ".json":
         from lotrack.render.files import prepare_output
-        from lotrack.render.tables import to_json
-
         prepare_output(out_path)
-        out_path.write_text(to_json(content) + "\n", encoding="utf-8")
+        with out_path.open("w", encoding="utf-8") as handle:
+            handle.writelines(json_with_list(record.shape(None), "numeric", record.sections()))
+            handle.write("\n")
         click.echo(f"Wrote {out_path}.")
+    elif as_json:  # the sections written one at a time, as to_json would write them whole
+        for chunk in json_with_list(record.shape(None), "numeric", record.sections()):
+            click.echo(chunk, nl=False)
+        click.echo()
+        return
     else:
-        emit(content, as_json, lambda: _consistency_text(content))
+        click.echo(_consistency_text(content))
         return
     summary = content["summary"]
     click.echo(f"{summary['lots']} lot(s); {summary['oos']} out-of-specification and "

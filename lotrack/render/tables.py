@@ -32,6 +32,19 @@ def json_array(items: Iterable[object]) -> Iterator[str]:
     yield "[]" if first else "\n]"
 
 
+def json_with_list(content: dict[str, object], key: str, items: Iterable[object]) -> Iterator[str]:
+    """The text of to_json(content) where content[key] is the list of `items`, written item
+    by item (a product's consistency sections unpacked one at a time). `content` holds a
+    placeholder at `key`, so the key keeps its place."""
+    marker = "\x00items\x00"
+    before, after = to_json({k: (marker if k == key else v) for k, v in content.items()}).split(
+        to_json(marker))
+    yield before
+    for chunk in json_array(items):
+        yield chunk.replace("\n", "\n  ")  # one level deeper than a list of its own
+    yield after
+
+
 def site_time(value: datetime | None, tz: ZoneInfo) -> str:
     """A UTC timestamp shown in the site's time zone, with the zone so it is unambiguous."""
     if value is None:

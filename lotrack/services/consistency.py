@@ -21,12 +21,15 @@ Conventions, as in common SPC tools:
 
 from __future__ import annotations
 
+import json
 import statistics
+import zlib
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from itertools import pairwise
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import ColumnElement, Row, func, select
@@ -35,6 +38,7 @@ from sqlalchemy.orm import Session, selectinload
 from lotrack.errors import InvalidInput, RuleViolation
 from lotrack.models import Dose, DoseVial, Lot, QcResult, Signature, Specification, User, Vial
 from lotrack.models.base import utcnow
+from lotrack.render.provenance import StreamedContentHash
 from lotrack.schemas.lots import SpecAttributeIn, SpecFile
 from lotrack.services import lots as lot_service
 from lotrack.services import qc
@@ -301,12 +305,74 @@ def parse_baseline(text: str | int | None) -> int | None:
     return n
 
 
+@dataclass
+class ConsistencyRecord:
+    """The report with each numeric section (a result and a chart point per lot) packed
+    as compressed JSON once computed: a product's sections whole took about 25 KB a lot.
+
+    `head` is the content without "numeric"; `numeric_summary` each numeric section
+    without its points and results (what the summary tables show)."""
+
+    head: dict[str, object]
+    numeric_summary: list[dict[str, object]]
+    packed: list[bytes]
+
+    @classmethod
+    def of(cls, content: dict[str, Any]) -> ConsistencyRecord:
+        """The record of content made whole (`consistency_report`)."""
+        numeric = content["numeric"]
+        return cls({k: v for k, v in content.items() if k != "numeric"},
+                   [{k: v for k, v in s.items() if k not in ("points", "results")}
+                    for s in numeric], [_pack(s) for s in numeric])
+
+    def sections(self) -> Iterator[dict[str, object]]:
+        """Each numeric section whole, unpacked one at a time, in order."""
+        for packed in self.packed:
+            yield json.loads(zlib.decompress(packed))
+
+    def whole(self) -> dict[str, object]:
+        """The content as one dict: what `consistency_report` returns."""
+        return self.shape(list(self.sections()))
+
+    def shape(self, numeric: object) -> dict[str, object]:
+        """The content's keys in their order, with `numeric` as the numeric sections."""
+        content: dict[str, object] = {}
+        for key, value in self.head.items():
+            content[key] = value
+            if key == "lots":
+                content["numeric"] = numeric
+        return content
+
+    def digest(self) -> str:
+        """content_hash(self.whole()), one section at a time."""
+        digest = StreamedContentHash(self.head, "numeric")
+        for section in self.sections():
+            digest.add(section)
+        return digest.hexdigest()
+
+
+def _pack(section: dict[str, object]) -> bytes:
+    # In its own key order, so that a section unpacked is the section computed.
+    return zlib.compress(json.dumps(section, ensure_ascii=False, default=str).encode())
+
+
 def consistency_report(session: Session, actor: User, product_code: str, *,
                        attributes: Sequence[str] = (), since: date | None = None,
                        baseline: int | None = DEFAULT_BASELINE_LOTS,
                        baseline_explicit: bool = False,
                        site_tz: ZoneInfo | None = None) -> dict[str, object]:
-    """Batch-to-batch consistency of a product's lots, as data.
+    """Batch-to-batch consistency of a product's lots, as data (see consistency_record)."""
+    return consistency_record(session, actor, product_code, attributes=attributes,
+                              since=since, baseline=baseline,
+                              baseline_explicit=baseline_explicit, site_tz=site_tz).whole()
+
+
+def consistency_record(session: Session, actor: User, product_code: str, *,
+                       attributes: Sequence[str] = (), since: date | None = None,
+                       baseline: int | None = DEFAULT_BASELINE_LOTS,
+                       baseline_explicit: bool = False,
+                       site_tz: ZoneInfo | None = None) -> ConsistencyRecord:
+    """Batch-to-batch consistency of a product's lots.
 
     `baseline` is the number of first released lots the control limits come from, or
     None for all lots shown. An explicit baseline larger than the released lots is
@@ -336,18 +402,22 @@ def consistency_report(session: Session, actor: User, product_code: str, *,
                      + ": batch-to-batch statistics need at least 2 lots; nothing below "
                      "could be computed beyond the values themselves")
     notes += base.notes
-    numeric, categorical, flags = [], [], []
+    numeric: list[dict[str, object]] = []
+    packed: list[bytes] = []
+    categorical, flags = [], []
     for attr in chosen:
         # One attribute's results at a time: a product's results all at once were most
         # of the report's memory.
         results = _attribute_results(session, shown, attr.name)
         if attr.numeric:
             section = _numeric_section(attr, rows, results, base, lot_specs)
-            numeric.append(section)
+            flags += section.pop("_flags")
+            packed.append(_pack(section))
+            numeric.append({k: v for k, v in section.items() if k not in ("points", "results")})
         else:
             section = _categorical_section(attr, rows, results)
             categorical.append(section)
-        flags += section.pop("_flags")
+            flags += section.pop("_flags")
     by_lot = {r.lot.lot_number: r for r in rows}
     for flag in flags:
         row = by_lot[flag["lot"]]
@@ -356,7 +426,7 @@ def consistency_report(session: Session, actor: User, product_code: str, *,
         flag["doses"] = row.doses
     order = {r.lot.lot_number: i for i, r in enumerate(rows)}
     flags.sort(key=lambda f: (order[f["lot"]], f["kind"], f["attribute"], str(f["rule"])))
-    return {
+    return ConsistencyRecord({
         "document": "batch-to-batch consistency",
         "product": {"code": product.code, "name": product.name, "kind": product.kind},
         "since": since.isoformat() if since else None,
@@ -370,7 +440,6 @@ def consistency_report(session: Session, actor: User, product_code: str, *,
                    "rules": {str(k): v for k, v in RULES.items()},
                    "censored": "results reported as <x or >x are left out of statistics"},
         "lots": [r.as_dict() for r in rows],
-        "numeric": numeric,
         "categorical": categorical,
         "flags": flags,
         "summary": {"lots": len(rows), "oos": sum(f["kind"] == "OOS" for f in flags),
@@ -381,7 +450,7 @@ def consistency_report(session: Session, actor: User, product_code: str, *,
                         {f["lot"] for f in flags if f["participants_exposed"]},
                         key=order.__getitem__)},
         "notes": notes,
-    }
+    }, numeric, packed)
 
 
 def _reference_spec(session: Session, product_id: int,

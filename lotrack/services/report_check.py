@@ -75,17 +75,19 @@ def _safety(session: Session, actor: User, params: dict[str, Any], tz: ZoneInfo)
 
 
 def _consistency(session: Session, actor: User, params: dict[str, Any],
-                 tz: ZoneInfo) -> dict[str, Any]:
+                 tz: ZoneInfo) -> Recomputed:
     from datetime import date
 
-    from lotrack.services.consistency import consistency_report
+    from lotrack.services.consistency import consistency_record
 
     since = params.get("since")
-    return consistency_report(session, actor, params["product"],
-                              attributes=params.get("attributes") or (),
-                              since=date.fromisoformat(since) if since else None,
-                              baseline=params.get("baseline"),
-                              baseline_explicit=bool(params.get("baseline_explicit")), site_tz=tz)
+    record = consistency_record(session, actor, params["product"],
+                                attributes=params.get("attributes") or (),
+                                since=date.fromisoformat(since) if since else None,
+                                baseline=params.get("baseline"),
+                                baseline_explicit=bool(params.get("baseline_explicit")),
+                                site_tz=tz)
+    return Recomputed(record.digest(), summary_of("consistency", record.head))
 
 
 RECOMPUTE: dict[str, Callable[[Session, User, dict[str, Any], ZoneInfo],

@@ -5,7 +5,7 @@ that yields a clear message instead of a crash."""
 from datetime import date, timedelta
 
 import pytest
-from trialkit import PASSWORD, T0, Trial
+from trialkit import PASSWORD, T0, UTC_TZ, Trial
 
 from lotrack.errors import InvalidInput, NotFound, RuleViolation
 from lotrack.schemas.lots import LotIn, QcRowIn, SpecFile, load_spec_file, shipped_spec_path
@@ -249,3 +249,37 @@ def test_compare_refuses_one_lot_a_repeat_or_two_products(trial):
         compare([a, p])
     with pytest.raises(NotFound):
         compare([a, "NOPE"])
+
+
+def test_the_document_in_table_parts_shows_every_lot_and_verifies(trial, tmp_path, monkeypatch):
+    """A product's thousands of lots are laid out in tables of ROWS_PER_TABLE rows, the
+    sections unpacked one at a time: here 2 rows a table, and the same content hash."""
+    from pypdf import PdfReader
+
+    from lotrack.render.pdf import base
+    from lotrack.render.pdf.consistency import write_consistency_pdf
+    from lotrack.render.pdf.readback import read_claims
+    from lotrack.render.provenance import content_hash
+    from lotrack.services import documents, report_check
+    from lotrack.services.consistency import consistency_record
+
+    monkeypatch.setattr(base, "ROWS_PER_TABLE", 2)
+    numbers = size_lots(trial, [112, 116, 113, 115, 111, 114, 113, 115, 116, 117, 118, 119, 120])
+    out = tmp_path / "consistency.pdf"
+    meta = {"report": "consistency", "params": {"product": "IPSEXO", "attributes": [],
+                                                "since": None, "baseline": 8,
+                                                "baseline_explicit": False}}
+
+    def write(session, actor):
+        record = consistency_record(session, actor, "IPSEXO")
+        assert record.digest() == content_hash(record.whole())
+        return record.digest(), write_consistency_pdf(
+            out, record, documents.provenance(session, actor), UTC_TZ, meta)
+
+    digest, printed = trial.act("monitor.sun", write)
+    assert printed == digest == content_hash(report(trial))
+    text = "".join(page.extract_text() for page in PdfReader(out).pages)
+    assert all(number in text for number in numbers)
+    assert text.count("Lots in the pattern") == 2  # three violations: two tables
+    verdict = trial.act("monitor.sun", lambda s, a: report_check.verify(s, a, read_claims(out)))
+    assert verdict.matches, verdict.problems

@@ -97,6 +97,23 @@ def data_table(header: Sequence[str], rows: Sequence[Sequence[object]],
     return table
 
 
+ROWS_PER_TABLE = 500
+
+
+def table_parts(header: Sequence[str], rows: Sequence[Sequence[object]],
+                widths: Sequence[float] | None = None, flagged: Sequence[int] = (),
+                plain: bool = False) -> Iterator[Table]:
+    """`data_table` for thousands of rows, as tables of ROWS_PER_TABLE rows one after the
+    other, each made when asked for (a StoryOnDemand section each). ReportLab lays a table
+    spilling over pages out again for every page it reaches, so one table of thousands of
+    rows cost time and memory growing with its square."""
+    marked = set(flagged)
+    for start in range(0, max(len(rows), 1), ROWS_PER_TABLE):  # no rows: the header alone
+        part = rows[start:start + ROWS_PER_TABLE]
+        yield data_table(header, part, widths,
+                         [i for i in range(len(part)) if start + i in marked], plain)
+
+
 def key_values(pairs: Sequence[tuple[str, object]], width: float) -> Table:
     body = [[para(k, "Small"), para(v, "Small")] for k, v in pairs]
     table = Table(body, colWidths=[width * 0.3, width * 0.7])

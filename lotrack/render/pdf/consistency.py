@@ -26,8 +26,11 @@ from lotrack.render.pdf.base import (
     data_table,
     para,
     styles,
+    table_parts,
     usable_width,
 )
+from lotrack.render.provenance import StreamedContentHash
+from lotrack.services.consistency import ConsistencyRecord
 
 NOT_COMPUTABLE = "n/c"
 BLUE = colors.HexColor("#1f4e8c")
@@ -250,29 +253,42 @@ def _marker(group: Group, x: float, y: float, point: dict[str, Any]) -> None:
 # --- the document ----------------------------------------------------------------------------
 
 
-def write_consistency_pdf(path: Path, content: dict[str, Any], provenance: Provenance,
-                          site_tz: ZoneInfo, meta: dict[str, Any] | None = None) -> str:
+def as_record(content: ConsistencyRecord | dict[str, Any]) -> ConsistencyRecord:
+    """The writers take the record, or the whole content as one dict."""
+    return content if isinstance(content, ConsistencyRecord) else ConsistencyRecord.of(content)
+
+
+def write_consistency_pdf(path: Path, content: ConsistencyRecord | dict[str, Any],
+                          provenance: Provenance, site_tz: ZoneInfo,
+                          meta: dict[str, Any] | None = None) -> str:
+    record = as_record(content)
+    head = record.head
     width = usable_width(wide=True)
-    product = content["product"]
-    since = f", manufactured since {content['since']}" if content["since"] else ""
+    product = head["product"]
+    since = f", manufactured since {head['since']}" if head["since"] else ""
+    # Each attribute's section is unpacked when its page is reached, hashed, drawn and let go.
+    digest = StreamedContentHash(head, "numeric")
     return build_pdf(path, "Batch-to-Batch Consistency",
-                     f"{product['name']} ({product['code']}) - {len(content['lots'])} lots in "
+                     f"{product['name']} ({product['code']}) - {len(head['lots'])} lots in "
                      f"manufacture order{since}; control limits from the "
-                     f"{content['baseline']['description']}",
-                     StoryOnDemand(_sections(content, width)), provenance, content,
+                     f"{head['baseline']['description']}",
+                     StoryOnDemand(_sections(record, digest, width)), provenance, digest,
                      site_tz.key, wide=True, meta=meta)
 
 
-def _sections(content: dict[str, Any], width: float) -> Iterator[list[Flowable]]:
+def _sections(record: ConsistencyRecord, digest: StreamedContentHash,
+              width: float) -> Iterator[list[Flowable]]:
     """The document a part at a time, each made as the pages reach it (StoryOnDemand)."""
-    yield _summary(content, width)
-    yield from _lots_tables(content, width)
-    for section in content["numeric"]:
-        yield [PageBreak(), *_attribute_page(section, width)]
-    if content["categorical"]:
+    overview = {**record.head, "numeric": record.numeric_summary}
+    yield _summary(overview, width)
+    yield from _lots_tables(overview, width)
+    for section in record.sections():
+        digest.add(section)
+        yield from _attribute_parts(section, width)
+    if overview["categorical"]:
         story: list[Flowable] = [CondPageBreak(70 * mm), Paragraph(
             "Categorical attributes: pass rate", styles()["Heading2"])]
-        cats = content["categorical"]
+        cats = overview["categorical"]
         story.append(data_table(
             ["Attribute", "Expected", "Lots tested", "Passed", "Failed", "Not evaluable",
              "Pass rate %", "Failing lots"],
@@ -342,36 +358,35 @@ def _summary(content: dict[str, Any], width: float) -> list[Flowable]:
     return story
 
 
-LOTS_PER_TABLE = 500
-
-
 def _lots_tables(content: dict[str, Any], width: float) -> Iterator[list[Flowable]]:
-    """The lots and their exposure, in tables of LOTS_PER_TABLE rows: ReportLab lays a
-    table that splits over pages out again for every page it spills onto, so one table of
-    a product's thousands of lots took time and memory growing with its square."""
+    """The lots and their exposure, a table part at a time (table_parts)."""
     lots = content["lots"]
     flagged_lots = set(content["summary"]["flagged_lots"])
     flags_of = Counter(f["lot"] for f in content["flags"])
-    for start in range(0, len(lots), LOTS_PER_TABLE):
-        part = lots[start:start + LOTS_PER_TABLE]
-        heading = [CondPageBreak(40 * mm), Paragraph("Lots and exposure", styles()["Heading3"])]
-        yield [*(heading if start == 0 else []), data_table(
-            ["Lot", "Manufactured", "Status", "Released", "In baseline", "Participants exposed",
-             "Doses", "Flags"],
-            [[lot["lot"], lot["manufactured"], lot["status"], fmt(lot["released"]),
-              fmt(lot["in_baseline"]), lot["exposure"]["participants"], lot["exposure"]["doses"],
-              flags_of[lot["lot"]]] for lot in part],
-            widths=[w * width for w in (0.14, 0.12, 0.12, 0.1, 0.1, 0.14, 0.1, 0.1)],
-            flagged=[i for i, lot in enumerate(part) if lot["lot"] in flagged_lots], plain=True)]
+    parts = table_parts(
+        ["Lot", "Manufactured", "Status", "Released", "In baseline", "Participants exposed",
+         "Doses", "Flags"],
+        [[lot["lot"], lot["manufactured"], lot["status"], fmt(lot["released"]),
+          fmt(lot["in_baseline"]), lot["exposure"]["participants"], lot["exposure"]["doses"],
+          flags_of[lot["lot"]]] for lot in lots],
+        widths=[w * width for w in (0.14, 0.12, 0.12, 0.1, 0.1, 0.14, 0.1, 0.1)],
+        flagged=[i for i, lot in enumerate(lots) if lot["lot"] in flagged_lots], plain=True)
+    heading: list[Flowable] = [CondPageBreak(40 * mm),
+                               Paragraph("Lots and exposure", styles()["Heading3"])]
+    for part in parts:
+        yield [*heading, part]
+        heading = []
 
 
 def _flag_count(flags: list[dict[str, Any]], name: str) -> int:
     return sum(f["attribute"] == name for f in flags)
 
 
-def _attribute_page(section: dict[str, Any], width: float) -> list[Flowable]:
-    story: list[Flowable] = [Paragraph(f"{section['label']} ({section['name']})",
-                                       styles()["Heading2"]),
+def _attribute_parts(section: dict[str, Any], width: float) -> Iterator[list[Flowable]]:
+    """An attribute's pages: heading, chart, statistics and notes, then its tables a part
+    at a time (a product's thousands of lots each have a row)."""
+    story: list[Flowable] = [PageBreak(), Paragraph(f"{section['label']} ({section['name']})",
+                                                    styles()["Heading2"]),
                              para(f"Unit {section['unit']}  |  method {section['method']}  |  "
                                   f"specification {section['spec']['text']}  |  "
                                   f"{section['tested_lots']} lot(s) tested", "Small"),
@@ -393,41 +408,51 @@ def _attribute_page(section: dict[str, Any], width: float) -> list[Flowable]:
         widths=[width / 16] * 16)]
     for note in section["notes"]:
         story.append(para(f"Note: {note}", "Flag"))
+    yield story
     if not section["computed"] and section["results"]:
         results = section["results"]
-        story += [Spacer(1, 2 * mm), data_table(
+        yield from _spaced(table_parts(
             ["Lot", "Lot status", "Result", "Unit", "Verdict", "In the statistics"],
             [[r["lot"], r["status"], r["value"], r["unit"], r["verdict"].upper(),
               "no (censored)" if r["censored"] else "yes" if r["unit"] == section["unit"]
               else "no"] for r in results],
             widths=[w * width for w in (0.15, 0.15, 0.2, 0.15, 0.15, 0.2)],
-            flagged=[i for i, r in enumerate(results) if r["verdict"] != "pass"])]
+            flagged=[i for i, r in enumerate(results) if r["verdict"] != "pass"], plain=True))
     violations = section["violations"]
     if violations:
-        story += [Spacer(1, 2 * mm), data_table(
+        yield from _spaced(table_parts(
             ["Rule", "Lot", "Value", "Type", "Participants exposed", "Lots in the pattern",
              "Detail"],
             [[f"R{v['rule']}", v["lot"], fmt(v["value"]), "OOS" if v["oos"] else "OOT",
               v["participants_exposed"], ", ".join(v["lots"]), v["detail"]]
              for v in violations],
-            widths=[w * width for w in (0.05, 0.1, 0.08, 0.05, 0.08, 0.34, 0.30)])]
+            widths=[w * width for w in (0.05, 0.1, 0.08, 0.05, 0.08, 0.34, 0.30)]))
     elif section["computed"]:
-        story.append(para("No trend rule broken.", "Small"))
-    return story
+        yield [para("No trend rule broken.", "Small")]
+
+
+def _spaced(parts: Iterator[Flowable]) -> Iterator[list[Flowable]]:
+    """Table parts as story sections, a small space before the first."""
+    space: list[Flowable] = [Spacer(1, 2 * mm)]
+    for part in parts:
+        yield [*space, part]
+        space = []
 
 
 # --- CSV -------------------------------------------------------------------------------------
 
 
-def write_consistency_csv(path: Path, content: dict[str, Any]) -> list[Path]:
+def write_consistency_csv(path: Path, content: ConsistencyRecord | dict[str, Any]) -> list[Path]:
     """Every charted value to `path` (one row per attribute and lot), the statistics to
     <stem>-statistics.csv and the flags to <stem>-flags.csv beside it."""
     prepare_output(path)
+    record = as_record(content)
+    content = {**record.head, "numeric": record.numeric_summary}
     flags = content["flags"]
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, POINT_COLUMNS)
         writer.writeheader()
-        for s in content["numeric"]:
+        for s in record.sections():
             for p in s["points"]:
                 writer.writerow({
                     "attribute": s["name"], "lot": p["lot"], "manufactured": p["manufactured"],
