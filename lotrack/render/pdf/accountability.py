@@ -29,6 +29,7 @@ from lotrack.render.pdf.base import (
     data_table,
     para,
     styles,
+    table_parts,
     usable_width,
 )
 from lotrack.render.provenance import StreamedContentHash
@@ -76,7 +77,7 @@ def _story(record: AccountabilityRecord, digest: StreamedContentHash,
         digest.add(lot)
         reconciled.append((lot["lot"], lot["product"], lot["reconciliation"]))
         yield _lot_section(record.protocol, lot, site_tz, width)
-    yield _reconciliation_section(reconciled, width)
+    yield from _reconciliation_parts(reconciled, width)
 
 
 class _Cell(Paragraph):
@@ -130,17 +131,22 @@ def _lot_section(protocol: str, lot: dict[str, Any], site_tz: ZoneInfo,
                        widths=[w * width for w in LINE_WIDTHS])]
 
 
-def _reconciliation_section(reconciled: list[Reconciled], width: float) -> list[Flowable]:
-    return [CondPageBreak(50 * mm), Paragraph("Reconciliation per lot", styles()["Heading2"]),
-            para("received = dispensed + wasted + returned + destroyed + in stock "
-                 "(counts of vials received at the site)", "Small"), Spacer(1, 2 * mm),
-            data_table(RECONCILIATION_HEADER,
-                       _cells([[n, p, r["received"], r["dispensed"], r["wasted"],
-                                r["returned"], r["destroyed"], r["in_stock"], r["accounted"],
-                                r["difference"], "; ".join(r["flags"]) or "none"]
-                               for n, p, r in reconciled]),
-                       widths=[w * width for w in RECONCILIATION_WIDTHS],
-                       flagged=[i for i, (_, _, r) in enumerate(reconciled) if r["flags"]])]
+def _reconciliation_parts(reconciled: list[Reconciled], width: float) -> Iterator[list[Flowable]]:
+    """The reconciliation, a row per lot, in table parts (a site's thousands of lots)."""
+    heading: list[Flowable] = [
+        CondPageBreak(50 * mm), Paragraph("Reconciliation per lot", styles()["Heading2"]),
+        para("received = dispensed + wasted + returned + destroyed + in stock "
+             "(counts of vials received at the site)", "Small"), Spacer(1, 2 * mm)]
+    for part in table_parts(RECONCILIATION_HEADER,
+                            _cells([[n, p, r["received"], r["dispensed"], r["wasted"],
+                                     r["returned"], r["destroyed"], r["in_stock"],
+                                     r["accounted"], r["difference"],
+                                     "; ".join(r["flags"]) or "none"]
+                                    for n, p, r in reconciled]),
+                            widths=[w * width for w in RECONCILIATION_WIDTHS],
+                            flagged=[i for i, (_, _, r) in enumerate(reconciled) if r["flags"]]):
+        yield [*heading, part]
+        heading = []
 
 
 def _line_date(value: str | None, tz: ZoneInfo) -> str:
