@@ -138,8 +138,26 @@ def analyze(engine) -> None:
         conn.commit()
 
 
+# The machine's own speed, with no lotrack code: VMs of one kind differ (one session's VM ran
+# the same loop 2.5 times slower than another's), so figures of different days are compared
+# through these.
+MACHINE_PROBES = {
+    "machine: Python start-up, `python -c pass` (wall)": "pass",
+    "machine: pure-Python loop, 10 million additions (wall)":
+        "s = 0\nfor i in range(10_000_000): s += i",
+    "machine: `import sqlalchemy.orm` in a fresh process (wall)": "import sqlalchemy.orm",
+}
+
+
+def measure_machine(figures: Figures, runs: int) -> None:
+    for name, code in MACHINE_PROBES.items():
+        figures.add(name, statistics.median(run_script(["-c", code], {}, [sys.executable])
+                                            for _ in range(runs)) * 1000, "ms", None)
+
+
 def measure(figures: Figures, engine, env: dict[str, str], built, args, work: Path) -> None:
     runs = args.runs
+    measure_machine(figures, runs)
     light = {k: v for k, v in env.items() if k in ("LOTRACK_DB", "LOTRACK_HOME")}
     for flag in ("--help", "--version"):
         figures.add(f"lotrack {flag} (wall)", statistics.median(
