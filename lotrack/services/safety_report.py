@@ -32,7 +32,7 @@ from lotrack.models.safety import format_ae_code
 from lotrack.schemas.safety import RELATEDNESS
 from lotrack.services.adverse_events import READERS, is_related
 from lotrack.services.ctcae import CTCAE_VERSION
-from lotrack.services.exposure import EXPOSING_STATUSES, exposures, first_exposure_days
+from lotrack.services.exposure import EXPOSING_STATUSES, first_exposures
 from lotrack.services.protocols import active_protocol
 from lotrack.services.roles import require_role
 
@@ -103,8 +103,8 @@ def _flags(row: dict[str, object], placebo: bool, reference: float | None) -> li
 
 def lot_safety_summary(session: Session, actor: User, site_tz: ZoneInfo) -> dict[str, object]:
     require_role(actor, *READERS, action="reading the lot safety summary")
-    received = exposures(session)
-    first = first_exposure_days(received, site_tz)
+    first = {(pid, f.lot_id): f.day for pid, received in first_exposures(session, site_tz).items()
+             for f in received}
     # Each participant's events, and each lot's first exposure days, gathered once: the
     # summary reads them lot by lot (at sponsor scale 1,000 lots, tens of thousands of
     # events and exposures; scanning them all for every lot took most of its time).
@@ -120,8 +120,7 @@ def lot_safety_summary(session: Session, actor: User, site_tz: ZoneInfo) -> dict
         first_by_lot[lid][pid] = day
     lots = {lot.id: lot for lot in session.execute(
         select(Lot).join(Product).options(contains_eager(Lot.product))
-        .where(Lot.id.in_({e.lot_id for e in received}))).scalars()}
-    del received
+        .where(Lot.id.in_({lid for _, lid in first}))).scalars()}
     doses = Counter(lot_id for lot_id, in session.execute(
         select(Vial.lot_id).join(DoseVial, DoseVial.vial_id == Vial.id)
         .join(Dose, Dose.id == DoseVial.dose_id).where(Dose.status.in_(EXPOSING_STATUSES))

@@ -280,6 +280,32 @@ def test_lists_filter_by_subject_lot_and_grade_and_pharmacists_cannot_read(trial
         read(trial, lambda s, a: adverse_events.list_adverse_events(s, a, UTC_TZ, "S-404"))
 
 
+def test_lots_before_onset_count_from_each_lots_first_site_local_day(trial):
+    trial.enroll_and_operate("S-001", "LOW", T0)
+    lot_a, lot_b = trial.lot("IPSEXO", vials=2), trial.lot("IPSEXO", vials=2)
+    for hours, lot in ((24, lot_a), (72, lot_b)):  # 2026-05-05 and 05-07, 09:00 UTC
+        dose = trial.dispense("S-001", [trial.serials(lot)[0]], T0 + timedelta(hours=hours))
+        trial.administer(dose.dose_code, T0 + timedelta(hours=hours, minutes=20))
+    for onset in (date(2026, 5, 4), date(2026, 5, 6), date(2026, 5, 8)):
+        record(trial, "S-001", onset=onset, grade=1)
+
+    def listed(tz, **filters):
+        rows = read(trial, lambda s, a: adverse_events.list_adverse_events(s, a, tz, **filters))
+        return [(r["ae"], r["lots_before_onset"]) for r in rows]
+
+    assert listed(UTC_TZ) == [("AE00001", []), ("AE00002", [lot_a]),
+                              ("AE00003", sorted([lot_a, lot_b]))]
+    assert listed(UTC_TZ, lot_number=lot_b) == [("AE00003", sorted([lot_a, lot_b]))]
+    # 09:20 UTC on 2026-05-05 is 23:20 on 05-04 in Honolulu: a site there counts lot A
+    # as received on the day of the first event.
+    honolulu = ZoneInfo("Pacific/Honolulu")
+    assert listed(honolulu)[0] == ("AE00001", [lot_a])
+    assert listed(honolulu, lot_number=lot_a)[0] == ("AE00001", [lot_a])
+    detail = read(trial, lambda s, a: adverse_events.adverse_event_detail(s, a, "AE00002",
+                                                                          UTC_TZ))
+    assert detail["lots_before_onset"] == [lot_a]
+
+
 # --- the lot safety summary --------------------------------------------------------------
 
 def give(trial, subject, serials, hours, administer=True):
