@@ -138,9 +138,9 @@ def analyze(engine) -> None:
         conn.commit()
 
 
-# The machine's own speed, with no lotrack code: VMs of one kind differ (one session's VM ran
-# the same loop 2.5 times slower than another's), so figures of different days are compared
-# through these.
+# The machine's own speed, with no lotrack code: VMs of one kind differ (`lotrack --help` took
+# 47 ms on one and 96 ms on another) and one VM drifts (this loop took 1.23 s, then 0.82 s an
+# hour later), so figures of different runs are compared through these.
 MACHINE_PROBES = {
     "machine: Python start-up, `python -c pass` (wall)": "pass",
     "machine: pure-Python loop, 10 million additions (wall)":

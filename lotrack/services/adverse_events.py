@@ -224,16 +224,14 @@ def list_adverse_events(session: Session, actor: User, site_tz: ZoneInfo,
     if grade_min is not None:
         stmt = stmt.where(AdverseEvent.grade >= grade_min)
     firsts = first_exposures(session, site_tz, participant_id=participant_id)
-    lot_id = get_lot(session, lot_number).id if lot_number else None
+    lot = get_lot(session, lot_number).lot_number if lot_number else None
     rows = []
     # Streamed: an event is read, summarised and let go (30,000 at sponsor scale).
     for ae, subject in session.execute(stmt.order_by(AdverseEvent.onset_on, AdverseEvent.id)
                                        .execution_options(yield_per=1_000)):
-        received = firsts.get(ae.participant_id, [])
-        if lot_id is not None and not any(f.lot_id == lot_id and f.day <= ae.onset_on
-                                          for f in received):
-            continue
-        rows.append(_summary(ae, subject, _lots_before(received, ae)))
+        before = _lots_before(firsts.get(ae.participant_id, []), ae)
+        if lot is None or lot in before:
+            rows.append(_summary(ae, subject, before))
     return rows
 
 
